@@ -1,0 +1,176 @@
+"""Atomic, pickle-free-where-it-matters checkpoints.
+
+A checkpoint is a folder ``epoch-NNNN`` with the weights as ``model.safetensors`` and the
+rest of the training state as ``trainer.pt``, which is read back with
+``torch.load(weights_only=True)`` (tensors and plain containers only, no arbitrary objects).
+The folder is written under a temporary name and renamed into place; the text file
+``latest`` beside it names the newest complete checkpoint and is replaced atomically too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from .state import TrainState
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write_text",
+    "make_readable",
+    "find_checkpoint",
+    "load_checkpoint",
+    "prune_checkpoints",
+    "save_checkpoint",
+]
+
+_NAME = re.compile(r"^epoch-(\d{4,})$")
+_FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not match the run resuming from it."""
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        make_readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_readable(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """Give a file made by :mod:`tempfile` (mode 0600) the usual permissions under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
+def save_checkpoint(directory: str | os.PathLike[str], state: TrainState) -> Path:
+    """Write a checkpoint of ``state`` into ``directory/epoch-NNNN`` and point ``latest`` at it.
+
+    Returns:
+        The checkpoint folder.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"epoch-{state.epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory))
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        torch.save(_trainer_state(state), tmp / "trainer.pt")
+        make_readable(tmp, directory=True)
+        if final.exists():  # a rerun of the same epoch replaces the old checkpoint
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(directory / "latest", final.name + "\n")
+    return final
+
+
+def _trainer_state(state: TrainState) -> dict[str, Any]:
+    callbacks: dict[str, Any] = {}
+    for cb in state.trainer.callbacks:
+        sd = cb.state_dict()
+        if sd:
+            callbacks[cb.key] = sd
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": state.generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format_version": _FORMAT_VERSION,
+        "epoch": state.epoch,
+        "global_step": state.global_step,
+        "config": json.dumps(state.config.to_dict()),
+        "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
+        "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+        "history": [dict(h) for h in state.history],
+        "callbacks": callbacks,
+        "rng": rng,
+    }
+
+
+def find_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Find the checkpoint folder that ``path`` means.
+
+    ``path`` may be a checkpoint folder itself, a folder of checkpoints (the one ``latest``
+    names, or else the highest epoch), or a run folder with a ``checkpoints`` subfolder.
+
+    Raises:
+        CheckpointError: If no complete checkpoint is there.
+    """
+    path = Path(path)
+    if (path / "trainer.pt").is_file() and (path / "model.safetensors").is_file():
+        return path
+    for folder in (path, path / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        latest = folder / "latest"
+        if latest.is_file():
+            candidate = folder / latest.read_text(encoding="utf-8").strip()
+            if (candidate / "trainer.pt").is_file():
+                return candidate
+        epochs = sorted(
+            (int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))
+        )
+        for _, candidate in reversed(epochs):
+            if (candidate / "trainer.pt").is_file() and (candidate / "model.safetensors").is_file():
+                return candidate
+    raise CheckpointError(
+        f"no checkpoint found in {path}: expected a folder with model.safetensors and "
+        "trainer.pt, or a run folder with checkpoints/ (train with --out DIR to write them)"
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint's weights and trainer state (no arbitrary objects are unpickled).
+
+    Returns:
+        ``(model_state_dict, trainer_state)``.
+
+    Raises:
+        CheckpointError: If the files cannot be read.
+    """
+    folder = find_checkpoint(path)
+    try:
+        weights = load_file(str(folder / "model.safetensors"))
+        trainer_state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {folder}: {exc}") from exc
+    if trainer_state.get("format_version") != _FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder}: checkpoint format {trainer_state.get('format_version')!r} is not "
+            f"supported (expected {_FORMAT_VERSION})"
+        )
+    trainer_state["path"] = str(folder)
+    return weights, trainer_state
+
+
+def prune_checkpoints(directory: str | os.PathLike[str], keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints in ``directory``."""
+    directory = Path(directory)
+    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
+    for _, old in found[:-keep] if keep else []:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,46 @@
+"""How one optimisation step runs, and batched evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["LossFn", "TrainStep"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TrainStep:
+    """One optimisation step: forward, loss, backward, optimizer and scheduler.
+
+    Returns the loss as a detached device tensor, so the loop never waits for the device.
+
+    Args:
+        model: The model (in training mode).
+        optimizer: Its optimizer.
+        loss_fn: ``loss_fn(logits, targets)``, a scalar.
+        scheduler: Stepped after every optimizer step, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.scheduler = scheduler
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(inputs), targets)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach()

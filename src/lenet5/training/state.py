@@ -1,0 +1,102 @@
+"""TrainState: what every callback hook sees, and what a checkpoint restores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from ..data import ImageSet
+    from .trainer import Trainer
+
+__all__ = ["TrainState"]
+
+
+@dataclass(eq=False)
+class TrainState:
+    """The mutable state of one ``fit`` call, passed to every hook.
+
+    Attributes:
+        trainer: The :class:`~lenet5.Trainer` running the fit.
+        model: The model being trained (already on ``device`` after ``on_fit_start``).
+        config: The run's :class:`~lenet5.TrainConfig`.
+        device: The training device; callbacks may change it in ``on_fit_start``.
+        optimizer: The optimizer (created after ``on_fit_start``, so a device change applies).
+        scheduler: The learning-rate scheduler, or ``None``.
+        train_data: The training data: an :class:`~lenet5.data.ImageSet` (fast path) or a
+            :class:`~torch.utils.data.DataLoader`.
+        val_data: Validation data, or ``None``.
+        generator: The random number generator that shuffles (and augments) batches.
+        epoch: The current epoch, counted from 1 (0 before the first epoch starts).
+        global_step: Optimisation steps taken so far.
+        steps_per_epoch: Batches in one epoch.
+        metrics: Scalars of the latest epoch: ``loss`` (mean training loss), and after a
+            validation ``val_loss`` and ``val_accuracy`` (percent), ``lr``, and anything
+            callbacks add.
+        history: One ``metrics`` dict per finished epoch.
+        validate: Set to ``True`` (e.g. in ``on_epoch_start``) to validate at the end of this epoch.
+        exception: The exception that ended the fit, in ``on_exception``.
+        rank: This process's rank in distributed training (0 otherwise).
+        world_size: Number of training processes (1 otherwise).
+    """
+
+    trainer: Trainer
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+    train_data: ImageSet | torch.utils.data.DataLoader[Any] | None = None
+    val_data: ImageSet | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    epoch: int = 0
+    global_step: int = 0
+    steps_per_epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    validate: bool = False
+    exception: BaseException | None = None
+    rank: int = 0
+    world_size: int = 1
+    _batch_loss: torch.Tensor | None = field(default=None, repr=False)
+    _stop_reason: str | None = field(default=None, repr=False)
+
+    @property
+    def batch_loss(self) -> float:
+        """Loss of the latest batch. Reading it waits for the device, so read it sparingly."""
+        if self._batch_loss is None:
+            return float("nan")
+        return float(self._batch_loss)
+
+    @property
+    def batch_loss_tensor(self) -> torch.Tensor | None:
+        """Loss of the latest batch as a device tensor (no synchronisation)."""
+        return self._batch_loss
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on the process that logs and writes files (rank 0)."""
+        return self.rank == 0
+
+    def stop(self, reason: str = "stopped by a callback") -> None:
+        """Ask the trainer to stop cleanly after the current batch.
+
+        ``on_epoch_end`` and ``on_fit_end`` still run, so checkpoints and logs are complete.
+        """
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """The reason given to :meth:`stop`, or ``None``."""
+        return self._stop_reason

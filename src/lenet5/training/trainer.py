@@ -1,0 +1,470 @@
+"""The Trainer: the training loop and evaluation, and nothing else.
+
+Everything around the loop (device, seeding, validation schedule, logging, checkpoints,
+early stopping) is a callback; see :mod:`lenet5.training.callbacks`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, normalize
+from ..model import LeNet5
+from .callbacks import (
+    HOOKS,
+    Callback,
+    ConsoleLogger,
+    DevicePlacement,
+    PeriodicValidation,
+    ProgressBar,
+    Seeding,
+    Timer,
+)
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig, build_optimizer, build_scheduler
+from .engine import TrainStep
+from .plugins import resolve_callbacks
+from .state import TrainState
+
+__all__ = ["EvalResult", "Trainer", "as_image_set"]
+
+#: Config fields that may differ between a checkpoint and the run resuming from it.
+_RESUMABLE_CHANGES = {"epochs", "device", "verbose", "eval_batch_size", "val_every"}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The outcome of :meth:`Trainer.evaluate`.
+
+    Attributes:
+        loss: Mean cross-entropy loss.
+        accuracy: Accuracy in percent (``98.85`` means 98.85%).
+        correct: Number of correctly classified examples.
+        total: Number of examples.
+        confusion: ``(C, C)`` int64 tensor; row = true class, column = predicted class.
+    """
+
+    loss: float
+    accuracy: float
+    correct: int
+    total: int
+    confusion: torch.Tensor
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        """Accuracy of each true class in percent (``nan`` for a class with no examples)."""
+        totals = self.confusion.sum(dim=1)
+        return [
+            100.0 * float(self.confusion[c, c]) / float(t) if t else math.nan
+            for c, t in enumerate(totals.tolist())
+        ]
+
+
+def as_image_set(data: object) -> ImageSet | None:
+    """Return ``data`` as an :class:`ImageSet` when that needs no per-sample work, else ``None``.
+
+    Recognised: an ``ImageSet``; a :class:`~torch.utils.data.TensorDataset` of ``uint8``
+    images ``(N, H, W)`` or ``(N, 1, H, W)`` and integer labels; torchvision's ``MNIST`` family
+    without transforms.
+    """
+    if isinstance(data, ImageSet):
+        return data
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        images, labels = data.tensors
+        if images.dtype == torch.uint8 and not labels.is_floating_point():
+            if images.dim() == 4 and images.shape[1] == 1:
+                images = images[:, 0]
+            if images.dim() == 3:
+                return ImageSet(images, labels.long(), name="TensorDataset")
+        return None
+    try:
+        from torchvision.datasets import MNIST, FashionMNIST
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return None
+    if (
+        isinstance(data, MNIST)
+        and data.transform is None
+        and data.target_transform is None
+        and data.data.dtype == torch.uint8
+    ):
+        from ..data import DATASETS
+
+        info = DATASETS["fashion-mnist" if isinstance(data, FashionMNIST) else "mnist"]
+        return ImageSet(
+            data.data, data.targets.long(), classes=info.classes, mean=info.mean,
+            std=info.std, name=f"torchvision {type(data).__name__}",
+        )
+    return None
+
+
+def _collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate ``(image, label)`` pairs where images may be PIL images or tensors."""
+    images = []
+    for image, _ in batch:
+        if not isinstance(image, torch.Tensor):
+            from torchvision.transforms.functional import pil_to_tensor
+
+            image = pil_to_tensor(image)
+        images.append(image)
+    labels = torch.as_tensor([int(label) for _, label in batch], dtype=torch.long)
+    return torch.stack(images), labels
+
+
+class Trainer:
+    """Trains and evaluates a classifier with callbacks.
+
+    Args:
+        model: The model to train; a fresh :class:`~lenet5.LeNet5` (initialised from
+            ``seed``) when ``None``. Any ``nn.Module`` that maps ``(N, C, H, W)`` to logits works.
+        callbacks: Callback objects and/or names of built-in or plugin callbacks. A callback
+            that is an instance of a default callback's class replaces that default.
+        config: A :class:`~lenet5.TrainConfig`; keyword arguments override its fields.
+        default_callbacks: Add the defaults (:class:`Seeding`, :class:`Timer`,
+            :class:`DevicePlacement`, :class:`PeriodicValidation`, :class:`ConsoleLogger`,
+            :class:`ProgressBar`) unless replaced.
+        **kwargs: Fields of :class:`~lenet5.TrainConfig` (``epochs``, ``batch_size``, ``lr``...).
+
+    Raises:
+        ConfigError: For an unknown option or a bad value.
+        CallbackError: For an unknown callback name or a malformed callback.
+
+    Example:
+        >>> from lenet5 import Trainer
+        >>> trainer = Trainer(epochs=1, verbose=False)
+        >>> trainer.config.batch_size
+        32
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *,
+        callbacks: Iterable[Callback | str] = (),
+        config: TrainConfig | None = None,
+        default_callbacks: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if config is None:
+            self.config = TrainConfig.from_kwargs(kwargs)
+        else:
+            self.config = TrainConfig.from_kwargs({**config.to_dict(), **kwargs}) if kwargs else config
+        if model is None:
+            # Initialise from the seed without touching the global random state.
+            with torch.random.fork_rng(devices=[]):
+                if self.config.seed is not None:
+                    torch.manual_seed(self.config.seed)
+                model = LeNet5()
+        self.model: nn.Module = model
+        user = resolve_callbacks(callbacks)
+        defaults: list[Callback] = []
+        if default_callbacks:
+            for default in (
+                Seeding(), Timer(), DevicePlacement(), PeriodicValidation(),
+                ConsoleLogger(), ProgressBar(),
+            ):
+                if not any(isinstance(cb, type(default)) for cb in user):
+                    defaults.append(default)
+        # sorted() is stable: equal orders keep defaults first, then the user's list order.
+        self.callbacks: list[Callback] = sorted(defaults + user, key=lambda cb: cb.order)
+        keys = [cb.key for cb in self.callbacks]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            warnings.warn(
+                f"several callbacks share the checkpoint key {duplicates}; give each a "
+                "distinct `key` property so that their states are saved separately",
+                stacklevel=2,
+            )
+        self.state: TrainState | None = None
+        self._hooks = {
+            hook: [
+                getattr(cb, hook) for cb in self.callbacks
+                if getattr(type(cb), hook) is not getattr(Callback, hook)
+            ]
+            for hook in HOOKS
+        }
+
+    def __repr__(self) -> str:
+        lines = [f"Trainer(model={type(self.model).__name__}, config={self.config})"]
+        lines.append(self.describe_callbacks())
+        return "\n".join(lines)
+
+    def describe_callbacks(self) -> str:
+        """The callbacks in the order they run, one per line with their ``order``."""
+        rows = [f"  {cb.order:>5}  {cb!r}" for cb in self.callbacks]
+        return "callbacks (order, callback):\n" + "\n".join(rows)
+
+    def _call(self, hook: str, state: TrainState) -> None:
+        for fn in self._hooks[hook]:
+            fn(state)
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(
+        self,
+        train: ImageSet | Dataset[Any],
+        val: ImageSet | Dataset[Any] | None = None,
+        *,
+        resume: str | os.PathLike[str] | None = None,
+    ) -> TrainState:
+        """Train the model.
+
+        Args:
+            train: Training data: an :class:`~lenet5.data.ImageSet` (fast path, resident on
+                the device) or any map-style dataset of ``(image, label)``.
+            val: Validation data, or ``None``. With ``None`` and ``config.val_split > 0``,
+                that many training examples are held out instead.
+            resume: A checkpoint folder (or a folder of checkpoints, or a run folder) to
+                continue from; the run then ends as if it had never stopped.
+
+        Returns:
+            The final :class:`~lenet5.training.state.TrainState` (metrics, history...).
+        """
+        config = self.config
+        train_set = as_image_set(train)
+        val_set = as_image_set(val) if val is not None else None
+        if val is None and config.val_split:
+            if train_set is None:
+                raise DataError("val_split needs ImageSet training data; pass val= instead")
+            train_set, val_set = train_set.split(config.val_split, seed=config.seed or 0)
+        if train_set is not None and len(train_set) == 0:
+            raise DataError("the training data is empty")
+        self._norm = (
+            (train_set.mean, train_set.std) if train_set is not None else (MNIST_MEAN, MNIST_STD)
+        )
+        state = TrainState(
+            trainer=self,
+            model=self.model,
+            config=config,
+            device=torch.device("cpu"),
+            train_data=train_set,
+            val_data=val_set if val_set is not None else val,  # type: ignore[arg-type]
+        )
+        self.state = state
+        try:
+            self._call("on_fit_start", state)
+            if state.train_data is None:
+                state.train_data = DataLoader(
+                    train,
+                    batch_size=config.batch_size,
+                    shuffle=True,
+                    generator=state.generator,
+                    collate_fn=_collate,
+                    pin_memory=state.device.type == "cuda",
+                )
+            if isinstance(state.train_data, ImageSet):
+                state.steps_per_epoch = math.ceil(len(state.train_data) / config.batch_size)
+            else:
+                state.steps_per_epoch = len(state.train_data)
+            state.optimizer = build_optimizer(config, state.model, state.device)
+            state.scheduler = build_scheduler(
+                config, state.optimizer, state.steps_per_epoch * config.epochs
+            )
+            step = TrainStep(
+                state.model,
+                state.optimizer,
+                nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+                state.scheduler,
+            )
+            if resume is not None:
+                self._restore(state, resume)
+            state.model.train()
+            for epoch in range(state.epoch + 1, config.epochs + 1):
+                state.epoch = epoch
+                state.validate = False
+                state.metrics = {}
+                self._call("on_epoch_start", state)
+                self._run_epoch(state, step)
+                state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
+                if state.validate and state.val_data is not None:
+                    result = self.evaluate(state.val_data)
+                    state.metrics["val_loss"] = result.loss
+                    state.metrics["val_accuracy"] = result.accuracy
+                    self._call("on_validation_end", state)
+                state.history.append(state.metrics)
+                self._call("on_epoch_end", state)
+                if state.stop_requested:
+                    break
+            self._call("on_fit_end", state)
+        except BaseException as exc:
+            state.exception = exc
+            for fn in self._hooks["on_exception"]:
+                try:
+                    fn(state)
+                except Exception as hook_exc:  # never hide the original failure
+                    warnings.warn(f"{fn!r} failed in on_exception: {hook_exc}", stacklevel=2)
+            raise
+        return state
+
+    def _batches(self, state: TrainState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        data = state.train_data
+        if isinstance(data, ImageSet):
+            # The fast path: one permutation per epoch, batches sliced on the device.
+            perm = torch.randperm(len(data), generator=state.generator).to(data.device)
+            bs = self.config.batch_size
+            for start in range(0, len(data), bs):
+                idx = perm[start : start + bs]
+                yield normalize(data.images[idx], data.mean, data.std), data.labels[idx]
+        else:
+            assert data is not None
+            for images, labels in data:
+                yield self._to_input(images, state.device), labels.to(state.device, non_blocking=True)
+
+    def _to_input(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+        images = images.to(device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            return normalize(images, *self._norm)
+        return images if images.dim() == 4 else images.unsqueeze(1)
+
+    def _run_epoch(self, state: TrainState, step: TrainStep) -> None:
+        loss_sum = torch.zeros((), device=state.device)
+        batches = 0
+        start_hooks, end_hooks = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
+        for inputs, targets in self._batches(state):
+            for fn in start_hooks:
+                fn(state)
+            loss = step(inputs, targets)
+            state._batch_loss = loss
+            loss_sum += loss
+            batches += 1
+            state.global_step += 1
+            for fn in end_hooks:
+                fn(state)
+            if state.stop_requested:
+                break
+        # One synchronisation per epoch, not per step.
+        state.metrics["loss"] = float(loss_sum) / max(batches, 1)
+
+    def _restore(self, state: TrainState, path: str | os.PathLike[str]) -> None:
+        weights, saved = load_checkpoint(path)
+        try:
+            state.model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"checkpoint {saved['path']} does not fit this model: {exc}"
+            ) from exc
+        saved_config = json.loads(saved["config"])
+        current = self.config.to_dict()
+        changed = sorted(
+            k for k in current
+            if k not in _RESUMABLE_CHANGES and saved_config.get(k) != current[k]
+        )
+        if changed:
+            warnings.warn(
+                f"resuming {saved['path']} with different settings for {changed}; the result "
+                "will not match an uninterrupted run",
+                stacklevel=3,
+            )
+        assert state.optimizer is not None
+        if saved["optimizer"] is not None:
+            state.optimizer.load_state_dict(saved["optimizer"])
+        if state.scheduler is not None and saved["scheduler"] is not None:
+            state.scheduler.load_state_dict(saved["scheduler"])
+        state.epoch = int(saved["epoch"])
+        state.global_step = int(saved["global_step"])
+        state.history = [dict(h) for h in saved["history"]]
+        rng = saved["rng"]
+        torch.set_rng_state(rng["torch"])
+        state.generator.set_state(rng["generator"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        for cb in self.callbacks:
+            if cb.key in saved["callbacks"]:
+                cb.load_state_dict(saved["callbacks"][cb.key])
+
+    # ------------------------------------------------------------- evaluate
+
+    @torch.inference_mode()
+    def evaluate(
+        self, data: ImageSet | Dataset[Any], *, batch_size: int | None = None
+    ) -> EvalResult:
+        """Evaluate the model: mean loss, accuracy and confusion matrix.
+
+        Args:
+            data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
+            batch_size: Examples per forward pass (``config.eval_batch_size`` by default).
+
+        Returns:
+            An :class:`EvalResult`.
+        """
+        return evaluate(
+            self.model, data, batch_size=batch_size or self.config.eval_batch_size,
+            norm=getattr(self, "_norm", None),
+        )
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    data: ImageSet | Dataset[Any],
+    *,
+    batch_size: int = 2048,
+    norm: tuple[float, float] | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on ``data`` in batches on the model's device.
+
+    Args:
+        model: A classifier returning logits.
+        data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
+        batch_size: Examples per forward pass.
+        norm: ``(mean, std)`` for ``uint8`` images from a plain dataset (MNIST's by default).
+
+    Returns:
+        An :class:`EvalResult`.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion: torch.Tensor | None = None
+    total = 0
+    image_set = as_image_set(data)
+    mean, std = norm or (MNIST_MEAN, MNIST_STD)
+    if image_set is not None:
+        image_set = image_set.to(device)
+        mean, std = image_set.mean, image_set.std
+        chunks: Iterable[tuple[torch.Tensor, torch.Tensor]] = (
+            (image_set.images[i : i + batch_size], image_set.labels[i : i + batch_size])
+            for i in range(0, len(image_set), batch_size)
+        )
+    else:
+        chunks = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    try:
+        for images, labels in chunks:
+            images = images.to(device)
+            labels = labels.to(device)
+            if images.dtype == torch.uint8:
+                inputs = normalize(images, mean, std)
+            else:
+                inputs = images if images.dim() == 4 else images.unsqueeze(1)
+            logits = model(inputs)
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            num_classes = logits.shape[1]
+            counts = torch.bincount(
+                labels * num_classes + logits.argmax(dim=1), minlength=num_classes**2
+            ).reshape(num_classes, num_classes)
+            confusion = counts if confusion is None else confusion + counts
+            total += labels.shape[0]
+    finally:
+        model.train(was_training)
+    if confusion is None or total == 0:
+        raise DataError("cannot evaluate on empty data")
+    confusion = confusion.cpu()
+    correct = int(confusion.diagonal().sum())
+    return EvalResult(
+        loss=float(loss_sum) / total,
+        accuracy=100.0 * correct / total,
+        correct=correct,
+        total=total,
+        confusion=confusion,
+    )
