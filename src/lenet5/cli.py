@@ -37,33 +37,50 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (0)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto: CUDA when present)")
     g.add_argument(
-        "--deterministic", action=argparse.BooleanOptionalAction, default=None,
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="use only deterministic algorithms",
     )
     g.add_argument("--val-every", type=int, help="validate every N epochs; 0 never (20)")
     g.add_argument(
-        "--val-split", type=int,
+        "--val-split",
+        type=int,
         help="hold out N training images for validation instead of using the test set (0)",
     )
 
 
 _CONFIG_FLAGS = (
-    "epochs", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "label_smoothing",
-    "seed", "device", "deterministic", "val_every", "val_split",
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "scheduler",
+    "label_smoothing",
+    "seed",
+    "device",
+    "deterministic",
+    "val_every",
+    "val_split",
 )
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path,
+        "--data-dir",
+        type=Path,
         help="folder with the IDX files (default: $LENET5_DATA_DIR)",
     )
     parser.add_argument(
-        "--dataset", default="mnist", choices=("mnist", "fashion-mnist"),
+        "--dataset",
+        default="mnist",
+        choices=("mnist", "fashion-mnist"),
         help="which dataset (mnist)",
     )
     parser.add_argument(
-        "--download", action="store_true",
+        "--download",
+        action="store_true",
         help="download the dataset with torchvision if it is missing (needs internet)",
     )
 
@@ -82,23 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     train = sub.add_parser(
-        "train", help="train a model",
+        "train",
+        help="train a model",
         description="Train LeNet-5. The defaults reproduce the reference recipe (Adam 1e-3, "
         "batch 32, 100 epochs, validation every 20 epochs on the test set).",
     )
     _data_flags(train)
     _train_flags(train)
     train.add_argument(
-        "--out", type=Path,
+        "--out",
+        type=Path,
         help="output folder for model.safetensors, config, metrics and checkpoints "
         "(default: runs/<dataset>-<time>; with --resume, the resumed folder)",
     )
     train.add_argument(
-        "--callbacks", default="",
+        "--callbacks",
+        default="",
         help="comma-separated built-in or plugin callback names, e.g. early_stopping,timer",
     )
     train.add_argument(
-        "--checkpoint-every", type=int, default=1,
+        "--checkpoint-every",
+        type=int,
+        default=1,
         help="write a resumable checkpoint every N epochs (1)",
     )
     train.add_argument("--resume", type=Path, help="continue the run in this output folder")
@@ -108,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate weights on the test set")
     _data_flags(ev)
     ev.add_argument(
-        "--weights", default="DEFAULT",
+        "--weights",
+        default="DEFAULT",
         help="registry name, folder, .safetensors file or Hub repo id (DEFAULT)",
     )
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -141,6 +164,7 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None) -> 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lenet5 train``."""
     from .data import load_dataset
+    from .model import LeNet5
     from .training import Checkpoint, CSVLogger, Trainer
     from .training.checkpoint import atomic_write_text, find_checkpoint
 
@@ -175,16 +199,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     atomic_write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     if config.verbose:
         where = "the test set" if val is not None else f"{config.val_split} held-out images"
-        print(f"Training LeNet-5 on {args.dataset} ({len(train_set):,} images), validating on "
-              f"{where}; output in {out}", flush=True)
+        print(
+            f"Training LeNet-5 on {args.dataset} ({len(train_set):,} images), validating on "
+            f"{where}; output in {out}",
+            flush=True,
+        )
     try:
         state = trainer.fit(train_set, val, resume=checkpoint)
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Resume with: lenet5 train --resume {_quote(out)}",
-              file=sys.stderr)
+        print(f"\nInterrupted. Resume with: lenet5 train --resume {_quote(out)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     model = trainer.model
-    assert hasattr(model, "save_pretrained")
+    assert isinstance(model, LeNet5)
     result = trainer.evaluate(test_set)
     model.save_pretrained(
         out,
@@ -221,8 +247,9 @@ def _check_writable(folder: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise OSError(f"output folder {folder} is not writable ({exc.strerror}); "
-                      "choose another with --out") from None
+        raise OSError(
+            f"output folder {folder} is not writable ({exc.strerror}); choose another with --out"
+        ) from None
 
 
 # -------------------------------------------------------------------- evaluate
@@ -242,21 +269,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     test_set = load_dataset(args.dataset, args.data_dir, split="test", download=args.download)
     result = evaluate(model, test_set, batch_size=args.batch_size)
     if args.json:
-        print(json.dumps({
-            "weights": str(args.weights),
-            "dataset": args.dataset,
-            "test_accuracy": result.accuracy,
-            "test_loss": result.loss,
-            "correct": result.correct,
-            "total": result.total,
-            "per_class_accuracy": result.per_class_accuracy,
-            "confusion_matrix": result.confusion.tolist(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "weights": str(args.weights),
+                    "dataset": args.dataset,
+                    "test_accuracy": result.accuracy,
+                    "test_loss": result.loss,
+                    "correct": result.correct,
+                    "total": result.total,
+                    "per_class_accuracy": result.per_class_accuracy,
+                    "confusion_matrix": result.confusion.tolist(),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     print(f"Final | Test Accuracy: {result.accuracy:.2f}%")
     print(f"Test loss: {result.loss:.4f} ({result.correct:,}/{result.total:,} correct)")
     print("\nPer-class accuracy:")
-    for cls, acc in zip(test_set.classes, result.per_class_accuracy):
+    for cls, acc in zip(test_set.classes, result.per_class_accuracy, strict=True):
         print(f"  {cls:>12}: {acc:6.2f}%")
     print("\nConfusion matrix (rows: true class, columns: predicted):")
     n = len(test_set.classes)
@@ -281,8 +313,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .training.plugins import available_callbacks
 
     print(f"lenet5 {__version__} (Python {platform.python_version()}, {platform.platform()})")
-    print(f"torch {torch.__version__}; CUDA available: {torch.cuda.is_available()}"
-          + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}; CUDA available: {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
     for name in ("mnist", "fashion-mnist"):
         try:
             where = str(find_data_dir(args.data_dir, name))

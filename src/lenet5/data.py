@@ -14,6 +14,7 @@ directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -115,8 +116,16 @@ DATASETS: dict[str, DatasetInfo] = {
         name="fashion-mnist",
         torchvision_folder="FashionMNIST",
         classes=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
         mean=0.2860,
         std=0.3530,
@@ -168,8 +177,9 @@ def read_idx(path: str | os.PathLike[str], *, md5: str | None = None) -> torch.T
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); the file is truncated or corrupt, "
-                        "download it again") from exc
+        raise DataError(
+            f"{path}: cannot read ({exc}); the file is truncated or corrupt, download it again"
+        ) from exc
     if len(raw) < 4:
         raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -203,9 +213,7 @@ def read_idx(path: str | os.PathLike[str], *, md5: str | None = None) -> torch.T
     return data.reshape(dims)
 
 
-def find_data_dir(
-    root: str | os.PathLike[str] | None = None, dataset: str = "mnist"
-) -> Path:
+def find_data_dir(root: str | os.PathLike[str] | None = None, dataset: str = "mnist") -> Path:
     """Find the folder that holds a dataset's IDX files.
 
     Args:
@@ -354,19 +362,12 @@ class ImageSet:
         """Number of examples per class, as an ``int64`` tensor of length ``len(classes)``."""
         return torch.bincount(self.labels, minlength=len(self.classes))
 
-    def as_dataset(
-        self, transform: Callable[[Any], Any] | None = None
-    ) -> ImageSetDataset:
-        """A map-style :class:`~torch.utils.data.Dataset` over this set (see :class:`ImageSetDataset`)."""
+    def as_dataset(self, transform: Callable[[Any], Any] | None = None) -> ImageSetDataset:
+        """A map-style dataset over this set (see :class:`ImageSetDataset`)."""
         return ImageSetDataset(self, transform=transform)
 
     def _replace(self, **changes: Any) -> ImageSet:
-        fields = {
-            "images": self.images, "labels": self.labels, "classes": self.classes,
-            "mean": self.mean, "std": self.std, "name": self.name,
-        }
-        fields.update(changes)
-        return ImageSet(**fields)
+        return dataclasses.replace(self, **changes)
 
 
 class ImageSetDataset(Dataset[tuple[Any, int]]):
@@ -381,9 +382,7 @@ class ImageSetDataset(Dataset[tuple[Any, int]]):
         transform: Optional callable applied to each PIL image.
     """
 
-    def __init__(
-        self, images: ImageSet, transform: Callable[[Any], Any] | None = None
-    ) -> None:
+    def __init__(self, images: ImageSet, transform: Callable[[Any], Any] | None = None) -> None:
         self.data = images
         self.transform = transform
 
@@ -460,7 +459,9 @@ def load_dataset(
         if not download:
             raise
         if root is None and not os.environ.get(DATA_DIR_ENV):
-            raise DataError(f"download=True needs a folder: pass root or set {DATA_DIR_ENV}")
+            raise DataError(
+                f"download=True needs a folder: pass root or set {DATA_DIR_ENV}"
+            ) from None
         folder = _download(Path(root if root is not None else os.environ[DATA_DIR_ENV]), name)
     tensors = {}
     for kind in ("images", "labels"):

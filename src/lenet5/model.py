@@ -103,7 +103,8 @@ class LeNet5(nn.Module):
                 f"got {tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) for a single "
                 "image, or resize images to 28x28 (see lenet5.preprocess)"
             )
-        return self.classifier(self.features(x))
+        logits: torch.Tensor = self.classifier(self.features(x))
+        return logits
 
     def extra_repr(self) -> str:
         return (
@@ -135,8 +136,8 @@ class LeNet5(nn.Module):
         Returns:
             The folder.
         """
-        from .weights import save_weights
         from .training.checkpoint import atomic_write_text
+        from .weights import save_weights
 
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)

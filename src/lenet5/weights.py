@@ -131,7 +131,8 @@ def load_weights(
         problems.append("unexpected: " + ", ".join(unexpected))
     if problems:
         raise WeightsError(
-            f"{name} does not fit {type(model).__name__}: " + "; ".join(problems)
+            f"{name} does not fit {type(model).__name__}: "
+            + "; ".join(problems)
             + " (were the weights saved from a model with other constructor arguments?)"
         )
     model.load_state_dict(tensors, strict=strict)
@@ -225,8 +226,11 @@ def resolve_pretrained(
         return _from_file(path, path.with_name(CONFIG_NAME), str(path))
     if _REPO_ID.match(text) and not text.endswith(".safetensors"):
         return _from_hub(
-            text, revision=revision, cache_dir=cache_dir,
-            local_files_only=local_files_only, token=token,
+            text,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
         )
     names = ", ".join(sorted(registry))
     raise WeightsError(
@@ -244,13 +248,22 @@ def _from_hub(
     token: str | bool | None,
 ) -> Resolved:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+    )
 
     def fetch(filename: str) -> Path:
         return Path(
             hf_hub_download(
-                repo_id, filename, revision=revision, cache_dir=cache_dir,
-                local_files_only=local_files_only, token=token,
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+                local_files_only=local_files_only,
+                token=token,
             )
         )
 
@@ -261,7 +274,7 @@ def _from_hub(
             f"{repo_id!r} is not in the Hugging Face cache and downloading is off (offline mode "
             f"or local_files_only): {exc}"
         ) from exc
-    except (EntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+    except (EntryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError) as exc:
         raise WeightsError(f"cannot fetch {WEIGHTS_NAME} from Hub repo {repo_id!r}: {exc}") from exc
     try:
         config_file: Path | None = fetch(CONFIG_NAME)

@@ -134,8 +134,7 @@ def check_callback(callback: object) -> None:
             close = difflib.get_close_matches(name, HOOKS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise CallbackError(
-                f"{type(callback).__name__}.{name} is not a hook{hint} "
-                f"(hooks: {', '.join(HOOKS)})"
+                f"{type(callback).__name__}.{name} is not a hook{hint} (hooks: {', '.join(HOOKS)})"
             )
 
 
@@ -210,7 +209,8 @@ class Seeding(Callback):
     def make_deterministic() -> None:
         """Switch torch to deterministic algorithms (warns if CUDA started too early)."""
         if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
+            initialized = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+            if torch.cuda.is_available() and initialized:
                 warnings.warn(
                     "deterministic=True but CUDA was initialised before CUBLAS_WORKSPACE_CONFIG "
                     "was set, so cuBLAS may not be deterministic; set "
@@ -311,9 +311,7 @@ class ProgressBar(Callback):
 
     def _enabled(self, state: TrainState) -> bool:
         return bool(
-            state.config.verbose
-            and state.is_main_process
-            and (self.force or sys.stderr.isatty())
+            state.config.verbose and state.is_main_process and (self.force or sys.stderr.isatty())
         )
 
     def on_epoch_start(self, state: TrainState) -> None:
@@ -361,7 +359,13 @@ class CSVLogger(Callback):
 
     order = 85
     COLUMNS: ClassVar[tuple[str, ...]] = (
-        "epoch", "global_step", "loss", "lr", "val_loss", "val_accuracy", "epoch_seconds",
+        "epoch",
+        "global_step",
+        "loss",
+        "lr",
+        "val_loss",
+        "val_accuracy",
+        "epoch_seconds",
     )
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -374,9 +378,7 @@ class CSVLogger(Callback):
         row = {"epoch": float(state.epoch), "global_step": float(state.global_step)}
         row.update(state.metrics)
         self.rows.append(row)
-        columns = list(self.COLUMNS) + sorted(
-            {k for r in self.rows for k in r} - set(self.COLUMNS)
-        )
+        columns = list(self.COLUMNS) + sorted({k for r in self.rows for k in r} - set(self.COLUMNS))
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckpointError",
     "atomic_write_text",
-    "make_readable",
     "find_checkpoint",
     "load_checkpoint",
+    "make_readable",
     "prune_checkpoints",
     "save_checkpoint",
 ]
@@ -97,7 +97,8 @@ def _trainer_state(state: TrainState) -> dict[str, Any]:
         if sd:
             callbacks[cb.key] = sd
     rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": state.generator.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    cuda_started = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+    if torch.cuda.is_available() and cuda_started:
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return {
         "format_version": _FORMAT_VERSION,

@@ -102,7 +102,11 @@ class TrainConfig:
             _non_negative_int("seed", self.seed)
         for name in ("lr", "weight_decay", "momentum", "label_smoothing"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
@@ -125,9 +129,13 @@ class TrainConfig:
                     "or pass a callable (optimizer, total_steps) -> LRScheduler"
                 )
         elif self.scheduler is not None and not callable(self.scheduler):
-            raise ConfigError(f"scheduler must be a name, a callable or None, got {self.scheduler!r}")
+            raise ConfigError(
+                f"scheduler must be a name, a callable or None, got {self.scheduler!r}"
+            )
         if not isinstance(self.device, str):
-            raise ConfigError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(
+                f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}"
+            )
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -165,7 +173,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if callable(value):
-                value = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+                module = getattr(value, "__module__", "?")
+                value = f"{module}.{getattr(value, '__qualname__', repr(value))}"
             out[f.name] = value
         return out
 
@@ -185,7 +194,9 @@ def _non_negative_int(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    config: TrainConfig, model: nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
     """Create the optimizer the config names, using the fastest correct implementation."""
     params = [p for p in model.parameters() if p.requires_grad]
     factory = config.optimizer
@@ -198,9 +209,14 @@ def build_optimizer(config: TrainConfig, model: nn.Module, device: torch.device)
     if name == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+        return torch.optim.AdamW(
+            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused
+        )
     return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
 

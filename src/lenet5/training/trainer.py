@@ -12,7 +12,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -102,8 +102,12 @@ def as_image_set(data: object) -> ImageSet | None:
 
         info = DATASETS["fashion-mnist" if isinstance(data, FashionMNIST) else "mnist"]
         return ImageSet(
-            data.data, data.targets.long(), classes=info.classes, mean=info.mean,
-            std=info.std, name=f"torchvision {type(data).__name__}",
+            data.data,
+            data.targets.long(),
+            classes=info.classes,
+            mean=info.mean,
+            std=info.std,
+            name=f"torchvision {type(data).__name__}",
         )
     return None
 
@@ -158,7 +162,9 @@ class Trainer:
         if config is None:
             self.config = TrainConfig.from_kwargs(kwargs)
         else:
-            self.config = TrainConfig.from_kwargs({**config.to_dict(), **kwargs}) if kwargs else config
+            self.config = (
+                TrainConfig.from_kwargs({**config.to_dict(), **kwargs}) if kwargs else config
+            )
         if model is None:
             # Initialise from the seed without touching the global random state.
             with torch.random.fork_rng(devices=[]):
@@ -170,8 +176,12 @@ class Trainer:
         defaults: list[Callback] = []
         if default_callbacks:
             for default in (
-                Seeding(), Timer(), DevicePlacement(), PeriodicValidation(),
-                ConsoleLogger(), ProgressBar(),
+                Seeding(),
+                Timer(),
+                DevicePlacement(),
+                PeriodicValidation(),
+                ConsoleLogger(),
+                ProgressBar(),
             ):
                 if not any(isinstance(cb, type(default)) for cb in user):
                     defaults.append(default)
@@ -188,7 +198,8 @@ class Trainer:
         self.state: TrainState | None = None
         self._hooks = {
             hook: [
-                getattr(cb, hook) for cb in self.callbacks
+                getattr(cb, hook)
+                for cb in self.callbacks
                 if getattr(type(cb), hook) is not getattr(Callback, hook)
             ]
             for hook in HOOKS
@@ -255,7 +266,7 @@ class Trainer:
             self._call("on_fit_start", state)
             if state.train_data is None:
                 state.train_data = DataLoader(
-                    train,
+                    cast("Dataset[Any]", train),
                     batch_size=config.batch_size,
                     shuffle=True,
                     generator=state.generator,
@@ -318,7 +329,10 @@ class Trainer:
         else:
             assert data is not None
             for images, labels in data:
-                yield self._to_input(images, state.device), labels.to(state.device, non_blocking=True)
+                yield (
+                    self._to_input(images, state.device),
+                    labels.to(state.device, non_blocking=True),
+                )
 
     def _to_input(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
         images = images.to(device, non_blocking=True)
@@ -356,8 +370,7 @@ class Trainer:
         saved_config = json.loads(saved["config"])
         current = self.config.to_dict()
         changed = sorted(
-            k for k in current
-            if k not in _RESUMABLE_CHANGES and saved_config.get(k) != current[k]
+            k for k in current if k not in _RESUMABLE_CHANGES and saved_config.get(k) != current[k]
         )
         if changed:
             warnings.warn(
@@ -398,7 +411,9 @@ class Trainer:
             An :class:`EvalResult`.
         """
         return evaluate(
-            self.model, data, batch_size=batch_size or self.config.eval_batch_size,
+            self.model,
+            data,
+            batch_size=batch_size or self.config.eval_batch_size,
             norm=getattr(self, "_norm", None),
         )
 
@@ -438,7 +453,9 @@ def evaluate(
             for i in range(0, len(image_set), batch_size)
         )
     else:
-        chunks = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+        chunks = DataLoader(
+            cast("Dataset[Any]", data), batch_size=batch_size, shuffle=False, collate_fn=_collate
+        )
     try:
         for images, labels in chunks:
             images = images.to(device)

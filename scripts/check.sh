@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's whole check: lint, types, tests, docs. Run from the repository root with the
+# project's virtual environment active (see README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy --strict src/"
+mypy --strict src/
+echo "== pytest"
+pytest
+echo "== sphinx (warnings are errors)"
+sphinx-build -W --keep-going -q -b html docs docs/_build/html
+echo "All checks passed."
