@@ -1,27 +1,50 @@
 """The ``lenet5`` command line.
 
 This is the one place that turns the library's exceptions into one-line messages: usage
-errors exit with code 2, runtime failures with code 1, and ``--debug`` shows the traceback.
+errors exit with code 2, runtime failures with code 1, an interrupted run with 130, and
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
     """A command-line argument is wrong (exit code 2)."""
+
+
+# ---------------------------------------------------------------------- parser
+
+_CONFIG_FLAGS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "scheduler",
+    "label_smoothing",
+    "seed",
+    "device",
+    "deterministic",
+    "val_every",
+    "val_split",
+)
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
@@ -50,33 +73,14 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_CONFIG_FLAGS = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "optimizer",
-    "weight_decay",
-    "scheduler",
-    "label_smoothing",
-    "seed",
-    "device",
-    "deterministic",
-    "val_every",
-    "val_split",
-)
-
-
 def _data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="folder with the IDX files (default: $LENET5_DATA_DIR)",
+        "--data-dir", type=Path, help="folder with the IDX files (default: $LENET5_DATA_DIR)"
     )
     parser.add_argument(
         "--dataset",
-        default="mnist",
         choices=("mnist", "fashion-mnist"),
-        help="which dataset (mnist)",
+        help="which dataset (mnist; with --resume, the resumed run's)",
     )
     parser.add_argument(
         "--download",
@@ -85,21 +89,34 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _weights_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights",
+        default="DEFAULT",
+        help="registry name, folder, .safetensors file or Hub repo id (DEFAULT)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lenet5``."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="lenet5",
-        description="Train, evaluate and use LeNet-5 on MNIST.",
+        prog="lenet5", description="Train, evaluate and use LeNet-5 on MNIST."
     )
     parser.add_argument("--version", action="version", version=f"lenet5 {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # --debug also works after the command (lenet5 train --debug ...).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     train = sub.add_parser(
         "train",
+        parents=[common],
         help="train a model",
         description="Train LeNet-5. The defaults reproduce the reference recipe (Adam 1e-3, "
         "batch 32, 100 epochs, validation every 20 epochs on the test set).",
@@ -125,21 +142,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", type=Path, help="continue the run in this output folder")
     train.add_argument("--quiet", action="store_true", help="no log lines or progress bar")
+    train.add_argument(
+        "--plot",
+        action="store_true",
+        help="write PNG plots into the output folder (needs matplotlib: lenet5[plot])",
+    )
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="evaluate weights on the test set")
-    _data_flags(ev)
-    ev.add_argument(
-        "--weights",
-        default="DEFAULT",
-        help="registry name, folder, .safetensors file or Hub repo id (DEFAULT)",
+    ev = sub.add_parser(
+        "evaluate", parents=[common], help="evaluate weights on the test set of their dataset"
     )
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _data_flags(ev)
+    _weights_flag(ev)
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
     ev.add_argument("--batch-size", type=int, default=2048, help="images per forward pass")
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
+    ev.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="write confusion-matrix and misclassified-digit PNGs into DIR (lenet5[plot])",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
-    info = sub.add_parser("info", help="versions, devices, and where data and weights are found")
+    pr = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="classify image files",
+        description="Classify pictures: PNG, JPEG, BMP..., any size, colour or greyscale, "
+        "dark-on-light or light-on-dark. Each is turned into an MNIST-like 28x28 input the "
+        "way MNIST was made (see lenet5.preprocess).",
+    )
+    pr.add_argument(
+        "inputs", nargs="+", metavar="IMAGE|DIR|GLOB", help="image files, folders or globs"
+    )
+    _weights_flag(pr)
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to list (3)")
+    pr.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
+    pr.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser(
+        "export",
+        parents=[common],
+        help="export weights to TorchScript or ONNX",
+        description="Export a model with a dynamic batch dimension; the file is checked "
+        "against the eager model before it is put in place.",
+    )
+    ex.add_argument("--format", required=True, choices=("torchscript", "onnx"))
+    ex.add_argument("--out", type=Path, required=True, help="the file to write")
+    _weights_flag(ex)
+    ex.set_defaults(func=cmd_export)
+
+    info = sub.add_parser(
+        "info", parents=[common], help="versions, devices, and where data and weights are found"
+    )
     info.add_argument("--data-dir", type=Path, help="folder to check for data")
     info.set_defaults(func=cmd_info)
     return parser
@@ -165,10 +223,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``lenet5 train``."""
     from .data import load_dataset
     from .model import LeNet5
-    from .training import Checkpoint, CSVLogger, Trainer
+    from .training import CallbackError, Checkpoint, CSVLogger, Trainer
+    from .training.callbacks import resolve_device
     from .training.checkpoint import atomic_write_text, find_checkpoint
 
-    base = None
+    base: dict[str, Any] = {}
     if args.resume is not None:
         checkpoint = find_checkpoint(args.resume)  # fails early with a clear message
         saved = args.resume / "train_config.json"
@@ -177,7 +236,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out or args.resume
     else:
         checkpoint = None
-        out = args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # The dataset belongs to the run: a resumed run keeps it unless told otherwise.
+    saved_dataset = base.pop("dataset", None)
+    dataset = args.dataset or saved_dataset or "mnist"
+    if args.resume is None:
+        out = args.out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         config = _config_from_args(args, base)
     except ValueError as exc:
@@ -185,29 +248,46 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     names = [n.strip() for n in args.callbacks.split(",") if n.strip()]
+    if args.plot:
+        from .plotting import require_matplotlib
 
-    train_set = load_dataset(args.dataset, args.data_dir, split="train", download=args.download)
-    test_set = load_dataset(args.dataset, args.data_dir, split="test", download=False)
-    _check_writable(out)
-    val = None if config.val_split else test_set
+        require_matplotlib()  # fail before training, not after
     callbacks: list[Any] = [
         CSVLogger(out / "metrics.csv"),
         Checkpoint(out / "checkpoints", every=args.checkpoint_every),
         *names,
     ]
-    trainer = Trainer(callbacks=callbacks, config=config)
-    atomic_write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    try:
+        trainer = Trainer(callbacks=callbacks, config=config)
+    except CallbackError as exc:
+        raise UsageError(str(exc)) from exc
+    # Fail before anything is loaded or written.
+    resolve_device(config.device)
+    train_set = load_dataset(dataset, args.data_dir, split="train", download=args.download)
+    test_set = load_dataset(dataset, args.data_dir, split="test", download=False)
+    _check_writable(out)
+    val = None if config.val_split else test_set
+    record = {"dataset": dataset, **config.to_dict()}
+    atomic_write_text(out / "train_config.json", json.dumps(record, indent=2) + "\n")
     if config.verbose:
-        where = "the test set" if val is not None else f"{config.val_split} held-out images"
+        where = "the test set" if val is not None else f"{config.val_split:,} held-out images"
         print(
-            f"Training LeNet-5 on {args.dataset} ({len(train_set):,} images), validating on "
+            f"Training LeNet-5 on {dataset} ({len(train_set) - config.val_split:,} images), "
+            "validating on "
             f"{where}; output in {out}",
             flush=True,
         )
-    try:
+    with _stop_on_ctrl_c(trainer):
         state = trainer.fit(train_set, val, resume=checkpoint)
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. Resume with: lenet5 train --resume {_quote(out)}", file=sys.stderr)
+    if state.stop_reason == _CTRL_C:
+        resume = f"lenet5 train --resume {_quote(out)}"
+        if args.data_dir is not None:
+            resume += f" --data-dir {_quote(args.data_dir)}"
+        print(
+            f"\nInterrupted at epoch {state.epoch}, batch {state.batch_in_epoch} of "
+            f"{state.steps_per_epoch}; checkpoint saved. Resume with:\n  {resume}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     model = trainer.model
     assert isinstance(model, LeNet5)
@@ -215,23 +295,96 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.save_pretrained(
         out,
         metadata={
-            "dataset": args.dataset,
+            "dataset": dataset,
             "test_accuracy": f"{result.accuracy:.2f}",
+            "mean": repr(train_set.mean),
+            "std": repr(train_set.std),
+            "classes": json.dumps(list(train_set.classes)),
             "train_config": json.dumps(config.to_dict()),
         },
     )
     summary = {
-        "dataset": args.dataset,
+        "dataset": dataset,
         "epochs_run": state.epoch,
         "test_accuracy": result.accuracy,
         "test_loss": result.loss,
         "history": state.history,
     }
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")
+    if args.plot:
+        from .plotting import plot_confusion_matrix, plot_history, plot_misclassified
+
+        plot_history(state.history, out / "training_curves.png")
+        plot_confusion_matrix(result.confusion, test_set.classes, out / "confusion_matrix.png")
+        plot_misclassified(
+            test_set.images,
+            test_set.labels,
+            result.predictions,
+            test_set.classes,
+            out / "misclassified.png",
+        )
     print(f"Final | Test Accuracy: {result.accuracy:.2f}%")
     if config.verbose:
-        print(f"Saved {out / 'model.safetensors'} (load with LeNet5.from_pretrained({str(out)!r}))")
+        _print_summary(state, result, out, plots=args.plot)
     return EXIT_OK
+
+
+_CTRL_C = "interrupted (Ctrl-C)"
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(trainer: Any) -> Iterator[None]:
+    """First Ctrl-C: finish the current batch, save a checkpoint, stop. Second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        state = trainer.state
+        if state is None or state.stop_requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        print(
+            "\nStopping after this batch (Ctrl-C again to abort without saving)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        state.stop(_CTRL_C)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_summary(state: Any, result: Any, out: Path, *, plots: bool) -> None:
+    seconds = sum(h.get("epoch_seconds", 0.0) for h in state.history)
+    validated = [
+        (h["val_accuracy"], e) for e, h in enumerate(state.history, 1) if "val_accuracy" in h
+    ]
+    lines = [
+        "",
+        "Summary",
+        f"  epochs          {state.epoch} ({seconds:.0f} s of training, "
+        f"{state.global_step:,} steps on {state.device})",
+    ]
+    if state.history:
+        lines.append(f"  final loss      {state.history[-1]['loss']:.4f}")
+    if validated:
+        best = max(validated)
+        lines.append(f"  best val acc    {best[0]:.2f}% (epoch {best[1]})")
+    lines += [
+        f"  test accuracy   {result.accuracy:.2f}% ({result.correct:,}/{result.total:,})",
+        f"  weights         {out / 'model.safetensors'}",
+        f"  metrics         {out / 'metrics.csv'}",
+    ]
+    if plots:
+        lines.append(
+            f"  plots           {out}/{{training_curves,confusion_matrix,misclassified}}.png"
+        )
+    lines.append(f"  load with       LeNet5.from_pretrained({str(out)!r})")
+    print("\n".join(lines))
 
 
 def _quote(path: Path) -> str:
@@ -255,35 +408,66 @@ def _check_writable(folder: Path) -> None:
 # -------------------------------------------------------------------- evaluate
 
 
+def _load_model(weights: str, device: Any) -> Any:
+    from .model import LeNet5
+
+    return LeNet5.from_pretrained(weights, map_location=device)
+
+
+def _weights_dataset(weights: str) -> str:
+    """The dataset the weights were trained on, from their metadata (MNIST if unknown)."""
+    from .weights import registry, resolve_pretrained
+
+    if weights in registry():
+        return registry()[weights].dataset
+    return resolve_pretrained(weights).metadata.get("dataset", "mnist")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lenet5 evaluate``."""
     from .data import load_dataset
-    from .model import LeNet5
     from .training.callbacks import resolve_device
     from .training.trainer import evaluate
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.plot is not None:
+        from .plotting import require_matplotlib
+
+        require_matplotlib()
     device = resolve_device(args.device)
-    model = LeNet5.from_pretrained(args.weights, map_location=device)
-    test_set = load_dataset(args.dataset, args.data_dir, split="test", download=args.download)
+    model = _load_model(args.weights, device)
+    dataset = args.dataset or _weights_dataset(args.weights)
+    test_set = load_dataset(dataset, args.data_dir, split="test", download=args.download)
     result = evaluate(model, test_set, batch_size=args.batch_size)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "weights": str(args.weights),
-                    "dataset": args.dataset,
-                    "test_accuracy": result.accuracy,
-                    "test_loss": result.loss,
-                    "correct": result.correct,
-                    "total": result.total,
-                    "per_class_accuracy": result.per_class_accuracy,
-                    "confusion_matrix": result.confusion.tolist(),
-                },
-                indent=2,
-            )
+    if args.plot is not None:
+        from .plotting import plot_confusion_matrix, plot_misclassified
+
+        _check_writable(args.plot)
+        plot_confusion_matrix(
+            result.confusion, test_set.classes, args.plot / "confusion_matrix.png"
         )
+        plot_misclassified(
+            test_set.images,
+            test_set.labels,
+            result.predictions,
+            test_set.classes,
+            args.plot / "misclassified.png",
+        )
+    if args.json:
+        payload = {
+            "weights": str(args.weights),
+            "dataset": dataset,
+            "test_accuracy": result.accuracy,
+            "test_loss": result.loss,
+            "correct": result.correct,
+            "total": result.total,
+            "per_class_accuracy": dict(
+                zip(test_set.classes, result.per_class_accuracy, strict=True)
+            ),
+            "confusion_matrix": result.confusion.tolist(),
+        }
+        print(json.dumps(payload, indent=2))
         return EXIT_OK
     print(f"Final | Test Accuracy: {result.accuracy:.2f}%")
     print(f"Test loss: {result.loss:.4f} ({result.correct:,}/{result.total:,} correct)")
@@ -299,6 +483,83 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------- predict
+
+
+def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs, in the order given."""
+    import glob
+
+    from .preprocess import IMAGE_SUFFIXES, ImageError
+
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise ImageError(
+                    f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)}); give image files "
+                    "or another folder"
+                )
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True))
+            matches = [p for p in matches if p.is_file()]
+            if not matches:
+                raise ImageError(f"no files match {item!r}")
+            paths.extend(matches)
+        else:
+            raise ImageError(f"{path}: no such file or folder")
+    return paths
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``lenet5 predict``."""
+    from .predict import predict_files
+    from .training.callbacks import resolve_device
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    paths = _expand_inputs(args.inputs)
+    device = resolve_device(args.device)
+    results, failures = predict_files(
+        paths, weights=args.weights, top_k=args.top_k, device=device, batch_size=args.batch_size
+    )
+    for path, message in failures:
+        print(f"lenet5 predict: error: {path}: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            others = ", ".join(f"{c.label} {100 * c.probability:.2f}%" for c in r.top_k)
+            print(
+                f"{r.path}: {r.label} ({100 * r.probability:.2f}%)   top-{len(r.top_k)}: {others}"
+            )
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+# ---------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``lenet5 export``."""
+    from .export import export_model
+
+    if args.out.is_dir():
+        raise UsageError(f"--out must be a file name, but {args.out} is a folder")
+    model = _load_model(args.weights, "cpu")
+    path = export_model(model, args.out, format=args.format)
+    print(f"Wrote {path} ({args.format}, dynamic batch; outputs checked against the model)")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------ info
 
 
@@ -308,28 +569,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import __version__
+    from . import __version__, weights
     from .data import DATA_DIR_ENV, DataError, find_data_dir
     from .training.plugins import available_callbacks
 
     print(f"lenet5 {__version__} (Python {platform.python_version()}, {platform.platform()})")
+    cuda = torch.cuda.is_available()
     print(
-        f"torch {torch.__version__}; CUDA available: {torch.cuda.is_available()}"
-        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+        f"torch {torch.__version__}; CUDA available: {cuda}"
+        + (f" ({torch.cuda.get_device_name(0)})" if cuda else "")
     )
+    print(f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV, '(not set)')}")
     for name in ("mnist", "fashion-mnist"):
         try:
             where = str(find_data_dir(args.data_dir, name))
         except DataError as exc:
             where = f"not found ({exc})"
         print(f"{name} data: {where}")
-    import os
-
-    print(f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV, '(not set)')}")
-    from . import weights
-
     for name, entry in weights.registry().items():
-        print(f"weights {name}: {entry.path}")
+        print(f"weights {name}: {entry.path} ({entry.dataset}, {entry.test_accuracy:.2f}%)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         names = available_callbacks()
@@ -363,7 +621,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = str(exc) or type(exc).__name__
         print(f"lenet5 {args.command}: error: {message}", file=sys.stderr)
-        if not isinstance(exc, (ValueError, OSError, RuntimeError, LookupError, TypeError)):
-            print("(run with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

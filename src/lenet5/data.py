@@ -47,8 +47,9 @@ __all__ = [
 #: Environment variable naming the folder that holds the IDX files.
 DATA_DIR_ENV = "LENET5_DATA_DIR"
 
-#: Mean and standard deviation of the MNIST training pixels, scaled to [0, 1].
+#: Mean of the MNIST training pixels, scaled to [0, 1].
 MNIST_MEAN = 0.1307
+#: Standard deviation of the MNIST training pixels, scaled to [0, 1].
 MNIST_STD = 0.3081
 
 _IDX_DTYPES = {0x08: torch.uint8}
@@ -306,6 +307,13 @@ class ImageSet:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        size = "x".join(str(d) for d in self.images.shape[1:])
+        return (
+            f"ImageSet(name={self.name!r}, {len(self):,} images of {size}, "
+            f"{len(self.classes)} classes, device={self.device})"
+        )
 
     @property
     def device(self) -> torch.device:

@@ -143,7 +143,51 @@ class LeNet5(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         save_weights(self, folder / WEIGHTS_NAME, metadata=metadata)
         atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config(), indent=2) + "\n")
+        if not (folder / "README.md").exists():
+            atomic_write_text(folder / "README.md", _model_card(self, metadata or {}))
         return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool = False,
+        revision: str | None = None,
+        commit_message: str = "Upload LeNet5 weights",
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Upload the model to the Hugging Face Hub (``model.safetensors``, config, model card).
+
+        The repo is created if it does not exist. Load it back with
+        ``LeNet5.from_pretrained(repo_id)``.
+
+        Args:
+            repo_id: ``"org/name"``.
+            token: An access token (default: the one saved by ``hf auth login``).
+            private: Create the repo as private.
+            revision: Branch to push to.
+            commit_message: The commit message.
+            metadata: Extra string metadata for the safetensors header.
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, metadata=metadata)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                revision=revision,
+                commit_message=commit_message,
+            )
+        return str(getattr(info, "commit_url", info))
 
     @classmethod
     def from_pretrained(
@@ -198,3 +242,37 @@ class LeNet5(nn.Module):
         model.to(map_location)
         model.eval()
         return model
+
+
+def _model_card(model: LeNet5, metadata: dict[str, str]) -> str:
+    """A Hugging Face model card for a saved model folder."""
+    dataset = metadata.get("dataset", "mnist")
+    accuracy = metadata.get("test_accuracy")
+    lines = [
+        "---",
+        "library_name: lenet5",
+        "tags: [lenet5, image-classification, pytorch, safetensors]",
+        f"datasets: [{dataset}]",
+        "---",
+        "",
+        "# LeNet-5",
+        "",
+        f"The classic LeNet-5 ({sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{model.num_classes} classes, {model.in_channels} input channel(s)), saved by the "
+        "`lenet5` library.",
+        "",
+    ]
+    if accuracy:
+        lines += [f"Test accuracy on {dataset}: {accuracy}%.", ""]
+    lines += [
+        "```python",
+        "from lenet5 import LeNet5",
+        'model = LeNet5.from_pretrained("<this folder or org/name>")',
+        "```",
+        "",
+        "Inputs are 28x28 greyscale images normalised as "
+        f"`(x / 255 - {metadata.get('mean', '0.1307')}) / {metadata.get('std', '0.3081')}` "
+        "(see `lenet5.normalize`).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -193,6 +193,10 @@ class Seeding(Callback):
         if deterministic:
             self.make_deterministic()
         if seed is None:
+            # The global generators are left alone, but the shuffling generator is new and
+            # would start from torch's fixed default seed: every unseeded run would then
+            # see the batches in the same order.
+            state.generator.seed()
             return
         random.seed(seed)
         try:
@@ -338,6 +342,9 @@ class ProgressBar(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         self._close()
 
+    def on_fit_end(self, state: TrainState) -> None:
+        self._close()  # a run stopped mid-epoch gets no on_epoch_end
+
     def on_exception(self, state: TrainState) -> None:
         self._close()
 
@@ -406,6 +413,9 @@ def _csv_value(key: str, value: float | None) -> str:
 class Checkpoint(Callback):
     """Save a resumable checkpoint every ``every`` epochs (and after the last one).
 
+    When training stops mid-epoch (``state.stop()``, e.g. on Ctrl-C in ``lenet5 train``), a
+    checkpoint ``<dir>/epoch-NNNN-batch-BBBBBB`` records the progress within the epoch.
+
     Each checkpoint is a folder ``<dir>/epoch-NNNN`` holding ``model.safetensors`` and
     ``trainer.pt`` (optimizer, scheduler, random states, history and callback states); it is
     written to a temporary folder and renamed into place, and ``<dir>/latest`` names the
@@ -434,6 +444,10 @@ class Checkpoint(Callback):
         last = state.epoch == state.config.epochs or state.stop_requested
         if state.epoch % self.every == 0 or last:
             self.save(state)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if state.is_main_process and not state.epoch_complete:
+            self.save(state)  # stopped mid-epoch: keep the progress, resumable exactly
 
     def save(self, state: TrainState) -> Path:
         """Write a checkpoint of ``state`` now and return its folder."""

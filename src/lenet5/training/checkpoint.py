@@ -33,7 +33,15 @@ __all__ = [
     "save_checkpoint",
 ]
 
-_NAME = re.compile(r"^epoch-(\d{4,})$")
+_NAME = re.compile(r"^epoch-(\d{4,})(?:-batch-(\d+))?$")
+
+
+def _sort_key(match: re.Match[str]) -> tuple[int, float]:
+    """Order checkpoints by progress: a mid-epoch one comes before its complete epoch."""
+    batch = match.group(2)
+    return int(match.group(1)), float(batch) if batch is not None else float("inf")
+
+
 _FORMAT_VERSION = 1
 
 
@@ -73,7 +81,11 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState) -> Pat
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"epoch-{state.epoch:04d}"
+    mid_epoch = not state.epoch_complete
+    name = f"epoch-{state.epoch:04d}"
+    if mid_epoch:
+        name += f"-batch-{state.batch_in_epoch:06d}"
+    final = directory / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory))
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
@@ -108,6 +120,17 @@ def _trainer_state(state: TrainState) -> dict[str, Any]:
         "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
         "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
         "history": [dict(h) for h in state.history],
+        "epoch_progress": (
+            {
+                "batches": state.batch_in_epoch,
+                "loss_sum": state._epoch_loss_sum.detach().cpu()
+                if state._epoch_loss_sum is not None
+                else torch.zeros(()),
+                "generator": state._epoch_generator_state,
+            }
+            if not state.epoch_complete
+            else None
+        ),
         "callbacks": callbacks,
         "rng": rng,
     }
@@ -133,9 +156,7 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
             candidate = folder / latest.read_text(encoding="utf-8").strip()
             if (candidate / "trainer.pt").is_file():
                 return candidate
-        epochs = sorted(
-            (int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))
-        )
+        epochs = sorted((_sort_key(m), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
         for _, candidate in reversed(epochs):
             if (candidate / "trainer.pt").is_file() and (candidate / "model.safetensors").is_file():
                 return candidate
@@ -172,6 +193,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
 def prune_checkpoints(directory: str | os.PathLike[str], keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints in ``directory``."""
     directory = Path(directory)
-    found = sorted((int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
+    found = sorted((_sort_key(m), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
     for _, old in found[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""How one optimisation step runs, and batched evaluation."""
+"""How one optimisation step runs."""
 
 from __future__ import annotations
 

@@ -21,7 +21,6 @@ from typing import Any
 from .callbacks import (
     Callback,
     CallbackError,
-    CSVLogger,
     EarlyStopping,
     ProgressBar,
     Timer,
@@ -38,7 +37,6 @@ BUILTIN: dict[str, Callable[[], Callback]] = {
     "early_stopping": EarlyStopping,
     "progress": ProgressBar,
     "timer": Timer,
-    "csv_logger": lambda: CSVLogger("metrics.csv"),
 }
 
 

@@ -40,6 +40,7 @@ class TrainState:
             callbacks add.
         history: One ``metrics`` dict per finished epoch.
         validate: Set to ``True`` (e.g. in ``on_epoch_start``) to validate at the end of this epoch.
+        batch_in_epoch: Batches done in the current epoch (``steps_per_epoch`` once it is complete).
         exception: The exception that ended the fit, in ``on_exception``.
         rank: This process's rank in distributed training (0 otherwise).
         world_size: Number of training processes (1 otherwise).
@@ -63,7 +64,10 @@ class TrainState:
     exception: BaseException | None = None
     rank: int = 0
     world_size: int = 1
+    batch_in_epoch: int = 0
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
+    _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)
+    _epoch_generator_state: torch.Tensor | None = field(default=None, repr=False)
     _stop_reason: str | None = field(default=None, repr=False)
 
     @property
@@ -79,6 +83,11 @@ class TrainState:
         return self._batch_loss
 
     @property
+    def epoch_complete(self) -> bool:
+        """Whether every batch of the current epoch has run (False after a stop mid-epoch)."""
+        return self.batch_in_epoch >= self.steps_per_epoch
+
+    @property
     def is_main_process(self) -> bool:
         """True on the process that logs and writes files (rank 0)."""
         return self.rank == 0
@@ -86,7 +95,11 @@ class TrainState:
     def stop(self, reason: str = "stopped by a callback") -> None:
         """Ask the trainer to stop cleanly after the current batch.
 
-        ``on_epoch_end`` and ``on_fit_end`` still run, so checkpoints and logs are complete.
+        Called during an epoch, the epoch is cut short: it gets no validation and no
+        ``on_epoch_end``, but ``on_fit_end`` runs, and a :class:`~lenet5.callbacks.Checkpoint`
+        saves a mid-epoch checkpoint from which a resumed run continues exactly where this
+        one stopped. Called in ``on_validation_end`` or ``on_epoch_end``, training ends after
+        the current epoch.
         """
         if self._stop_reason is None:
             self._stop_reason = reason

@@ -6,6 +6,7 @@ early stopping) is a callback; see :mod:`lenet5.training.callbacks`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -53,6 +54,7 @@ class EvalResult:
         correct: Number of correctly classified examples.
         total: Number of examples.
         confusion: ``(C, C)`` int64 tensor; row = true class, column = predicted class.
+        predictions: The predicted class of every example, in data order (int64, CPU).
     """
 
     loss: float
@@ -60,6 +62,7 @@ class EvalResult:
     correct: int
     total: int
     confusion: torch.Tensor
+    predictions: torch.Tensor
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -162,9 +165,10 @@ class Trainer:
         if config is None:
             self.config = TrainConfig.from_kwargs(kwargs)
         else:
-            self.config = (
-                TrainConfig.from_kwargs({**config.to_dict(), **kwargs}) if kwargs else config
-            )
+            # Copy the fields as they are: to_dict() would turn a callable optimizer or
+            # scheduler into its name, which is not a valid setting.
+            fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+            self.config = TrainConfig.from_kwargs({**fields, **kwargs}) if kwargs else config
         if model is None:
             # Initialise from the seed without touching the global random state.
             with torch.random.fork_rng(devices=[]):
@@ -187,7 +191,8 @@ class Trainer:
                     defaults.append(default)
         # sorted() is stable: equal orders keep defaults first, then the user's list order.
         self.callbacks: list[Callback] = sorted(defaults + user, key=lambda cb: cb.order)
-        keys = [cb.key for cb in self.callbacks]
+        # Only callbacks that save state can collide in a checkpoint.
+        keys = [cb.key for cb in self.callbacks if type(cb).state_dict is not Callback.state_dict]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
             warnings.warn(
@@ -287,15 +292,24 @@ class Trainer:
                 nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                 state.scheduler,
             )
+            state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
             if resume is not None:
                 self._restore(state, resume)
             state.model.train()
-            for epoch in range(state.epoch + 1, config.epochs + 1):
-                state.epoch = epoch
+            first = state.epoch + 1 if state.epoch_complete else state.epoch
+            for epoch in range(first, config.epochs + 1):
+                if state.epoch_complete or epoch != first:
+                    # A new epoch; otherwise a resumed one, whose progress _restore set.
+                    state.epoch = epoch
+                    state.batch_in_epoch = 0
+                    state._epoch_loss_sum = torch.zeros((), device=state.device)
+                    state._epoch_generator_state = state.generator.get_state()
                 state.validate = False
                 state.metrics = {}
                 self._call("on_epoch_start", state)
                 self._run_epoch(state, step)
+                if not state.epoch_complete:
+                    break  # stopped mid-epoch: no validation, no on_epoch_end
                 state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
                 if state.validate and state.val_data is not None:
                     result = self.evaluate(state.val_data)
@@ -317,18 +331,21 @@ class Trainer:
             raise
         return state
 
-    def _batches(self, state: TrainState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, state: TrainState, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches after the first ``skip`` (those a resumed run already did)."""
         data = state.train_data
         if isinstance(data, ImageSet):
             # The fast path: one permutation per epoch, batches sliced on the device.
             perm = torch.randperm(len(data), generator=state.generator).to(data.device)
             bs = self.config.batch_size
-            for start in range(0, len(data), bs):
+            for start in range(skip * bs, len(data), bs):
                 idx = perm[start : start + bs]
                 yield normalize(data.images[idx], data.mean, data.std), data.labels[idx]
         else:
             assert data is not None
-            for images, labels in data:
+            for index, (images, labels) in enumerate(data):
+                if index < skip:
+                    continue
                 yield (
                     self._to_input(images, state.device),
                     labels.to(state.device, non_blocking=True),
@@ -341,23 +358,26 @@ class Trainer:
         return images if images.dim() == 4 else images.unsqueeze(1)
 
     def _run_epoch(self, state: TrainState, step: TrainStep) -> None:
-        loss_sum = torch.zeros((), device=state.device)
-        batches = 0
+        loss_sum = state._epoch_loss_sum
+        assert loss_sum is not None
+        assert state._epoch_generator_state is not None
+        # Rewind to the epoch's start so that a resumed epoch draws the same batches.
+        state.generator.set_state(state._epoch_generator_state)
         start_hooks, end_hooks = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
-        for inputs, targets in self._batches(state):
+        for inputs, targets in self._batches(state, skip=state.batch_in_epoch):
+            if state.stop_requested:  # e.g. asked for in on_fit_start or on_epoch_start
+                break
             for fn in start_hooks:
                 fn(state)
             loss = step(inputs, targets)
             state._batch_loss = loss
             loss_sum += loss
-            batches += 1
+            state.batch_in_epoch += 1
             state.global_step += 1
             for fn in end_hooks:
                 fn(state)
-            if state.stop_requested:
-                break
         # One synchronisation per epoch, not per step.
-        state.metrics["loss"] = float(loss_sum) / max(batches, 1)
+        state.metrics["loss"] = float(loss_sum) / max(state.batch_in_epoch, 1)
 
     def _restore(self, state: TrainState, path: str | os.PathLike[str]) -> None:
         weights, saved = load_checkpoint(path)
@@ -385,6 +405,13 @@ class Trainer:
             state.scheduler.load_state_dict(saved["scheduler"])
         state.epoch = int(saved["epoch"])
         state.global_step = int(saved["global_step"])
+        progress = saved.get("epoch_progress")
+        if progress is not None:  # a mid-epoch checkpoint
+            state.batch_in_epoch = int(progress["batches"])
+            state._epoch_loss_sum = progress["loss_sum"].to(state.device)
+            state._epoch_generator_state = progress["generator"]
+        else:
+            state.batch_in_epoch = state.steps_per_epoch
         state.history = [dict(h) for h in saved["history"]]
         rng = saved["rng"]
         torch.set_rng_state(rng["torch"])
@@ -442,6 +469,7 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion: torch.Tensor | None = None
+    predictions: list[torch.Tensor] = []
     total = 0
     image_set = as_image_set(data)
     mean, std = norm or (MNIST_MEAN, MNIST_STD)
@@ -467,8 +495,10 @@ def evaluate(
             logits = model(inputs)
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
             num_classes = logits.shape[1]
+            predicted = logits.argmax(dim=1)
+            predictions.append(predicted)
             counts = torch.bincount(
-                labels * num_classes + logits.argmax(dim=1), minlength=num_classes**2
+                labels * num_classes + predicted, minlength=num_classes**2
             ).reshape(num_classes, num_classes)
             confusion = counts if confusion is None else confusion + counts
             total += labels.shape[0]
@@ -484,4 +514,5 @@ def evaluate(
         correct=correct,
         total=total,
         confusion=confusion,
+        predictions=torch.cat(predictions).cpu(),
     )

@@ -1,0 +1,168 @@
+"""Classify pictures with pretrained weights: the library side of ``lenet5 predict``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import DATASETS, MNIST_MEAN, MNIST_STD, DataError
+from .model import LeNet5
+from .preprocess import ImageError, to_mnist
+
+__all__ = ["Candidate", "Prediction", "Predictor", "predict_files"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One class and its probability."""
+
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image.
+
+    Attributes:
+        path: The image file (or ``None`` for an in-memory image).
+        prediction: The predicted class index.
+        label: The predicted class name (the digit itself for MNIST).
+        probability: Softmax probability of the prediction, in [0, 1].
+        top_k: The most probable classes, best first.
+    """
+
+    path: str | None
+    prediction: int
+    label: str
+    probability: float
+    top_k: list[Candidate] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (what ``lenet5 predict --json`` prints per image)."""
+        return {
+            "path": self.path,
+            "prediction": self.prediction,
+            "label": self.label,
+            "probability": self.probability,
+            "top_k": [
+                {"class": c.index, "label": c.label, "probability": c.probability}
+                for c in self.top_k
+            ],
+        }
+
+
+class Predictor:
+    """Loads weights once and classifies images in batches.
+
+    Args:
+        weights: Registry name, folder, ``.safetensors`` file or Hub repo id.
+        device: Where to run the model.
+        batch_size: Images per forward pass.
+
+    Example:
+        >>> predictor = Predictor("DEFAULT")  # doctest: +SKIP
+        >>> predictor.predict(["digit.png"])[0].prediction  # doctest: +SKIP
+        7
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] = "DEFAULT",
+        *,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ) -> None:
+        from .weights import load_weights, resolve_pretrained
+
+        resolved = resolve_pretrained(weights)
+        self.model = LeNet5(**resolved.config)
+        load_weights(self.model, resolved.tensors, name=resolved.source)
+        self.model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        meta = resolved.metadata
+        dataset = DATASETS.get(meta.get("dataset", "mnist"), DATASETS["mnist"])
+        self.mean = float(meta.get("mean", dataset.mean if "dataset" in meta else MNIST_MEAN))
+        self.std = float(meta.get("std", dataset.std if "dataset" in meta else MNIST_STD))
+        classes = json.loads(meta["classes"]) if "classes" in meta else list(dataset.classes)
+        if len(classes) != self.model.num_classes:
+            classes = [str(i) for i in range(self.model.num_classes)]
+        self.classes: list[str] = [str(c) for c in classes]
+
+    @torch.inference_mode()
+    def predict_tensor(self, images: torch.Tensor, *, top_k: int = 3) -> list[Prediction]:
+        """Classify MNIST-like ``uint8`` images of shape ``(N, 28, 28)``."""
+        from .data import normalize
+
+        out: list[Prediction] = []
+        k = min(top_k, len(self.classes))
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = normalize(
+                images[start : start + self.batch_size].to(self.device), self.mean, self.std
+            )
+            probs = torch.softmax(self.model(batch).float(), dim=1).cpu()
+            values, indices = probs.topk(k, dim=1)
+            for v, i in zip(values.tolist(), indices.tolist(), strict=True):
+                top = [Candidate(c, self.classes[c], p) for c, p in zip(i, v, strict=True)]
+                out.append(Prediction(None, top[0].index, top[0].label, top[0].probability, top))
+        return out
+
+    def predict(self, images: Sequence[Any], *, top_k: int = 3) -> list[Prediction]:
+        """Classify pictures: paths, PIL images or tensors (see ``to_mnist``).
+
+        Raises:
+            ImageError: If an image cannot be read or is blank.
+        """
+        batch = torch.stack([to_mnist(image) for image in images])
+        predictions = self.predict_tensor(batch, top_k=top_k)
+        return [
+            Prediction(
+                str(image) if isinstance(image, (str, os.PathLike)) else None,
+                p.prediction,
+                p.label,
+                p.probability,
+                p.top_k,
+            )
+            for image, p in zip(images, predictions, strict=True)
+        ]
+
+
+def predict_files(
+    paths: Sequence[Path],
+    *,
+    weights: str | os.PathLike[str] = "DEFAULT",
+    top_k: int = 3,
+    device: str | torch.device = "cpu",
+    batch_size: int = 256,
+) -> tuple[list[Prediction], list[tuple[Path, str]]]:
+    """Classify image files; unreadable or blank ones are reported, not fatal.
+
+    Returns:
+        ``(predictions, failures)``, failures as ``(path, message)``.
+    """
+    predictor = Predictor(weights, device=device, batch_size=batch_size)
+    inputs: list[torch.Tensor] = []
+    kept: list[Path] = []
+    failures: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            inputs.append(to_mnist(path))
+            kept.append(path)
+        except (ImageError, DataError) as exc:
+            failures.append((path, str(exc).removeprefix(f"{path}: ")))
+    if not inputs:
+        return [], failures
+    predictions = predictor.predict_tensor(torch.stack(inputs), top_k=top_k)
+    results = [
+        Prediction(str(path), p.prediction, p.label, p.probability, p.top_k)
+        for path, p in zip(kept, predictions, strict=True)
+    ]
+    return results, failures

@@ -1,0 +1,79 @@
+"""Export to TorchScript and ONNX, checked against the eager model with a dynamic batch."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from lenet5 import LeNet5
+from lenet5.export import ExportError, export_model
+
+needs_onnx = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="the onnx extra is not installed",
+)
+
+
+def _inputs(channels: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    return [torch.randn(n, channels, 28, 28, generator=g) for n in (1, 3, 64)]
+
+
+def test_torchscript_matches_eager(tmp_path: Path) -> None:
+    model = LeNet5.from_pretrained("DEFAULT")
+    path = export_model(model, tmp_path / "out dir" / "lenet5.pt", format="torchscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
+    with torch.inference_mode():
+        for x in _inputs():
+            assert torch.allclose(loaded(x), model(x), atol=1e-5)
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+@needs_onnx
+def test_onnx_matches_eager_with_dynamic_batch(tmp_path: Path) -> None:
+    import onnxruntime
+
+    model = LeNet5(num_classes=4, in_channels=3).eval()
+    path = export_model(model, tmp_path / "m.onnx", format="onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    with torch.inference_mode():
+        for x in _inputs(channels=3):
+            (got,) = session.run(None, {"input": x.numpy()})
+            assert got.shape == (x.shape[0], 4)
+            assert torch.allclose(torch.from_numpy(got), model(x), atol=1e-5)
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(LeNet5(), "x.bin", format="tflite")  # type: ignore[arg-type]
+
+
+@needs_onnx
+def test_export_cli(tmp_path: Path) -> None:
+    out = tmp_path / "with space" / "model.onnx"
+    result = subprocess.run(
+        [sys.executable, "-m", "lenet5", "export", "--format", "onnx", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()
+    assert "dynamic batch" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "lenet5", "export", "--format", "onnx", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "is a folder" in bad.stderr

@@ -1,0 +1,268 @@
+"""Pretrained weights: the registry, the bundled files, from_pretrained / save_pretrained,
+the Hugging Face cache layout, torch.hub, and the safety checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import lenet5
+from lenet5 import LeNet5
+from lenet5.data import DATASETS, ImageSet
+from lenet5.training import evaluate
+from lenet5.weights import REGISTRY, Weights, WeightsError, get_weights, read_safetensors
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def data_dir_for(request: pytest.FixtureRequest) -> Callable[[str], Path]:
+    """The real data folder of a dataset by name (fails in CI, skips elsewhere if missing)."""
+    fixtures = {"mnist": "mnist_dir", "fashion-mnist": "fashion_dir"}
+
+    def get(dataset: str) -> Path:
+        folder: Path = request.getfixturevalue(fixtures[dataset])
+        return folder
+
+    return get
+
+
+def test_registry_has_v1_and_default() -> None:
+    assert "mnist-v1" in REGISTRY
+    assert get_weights("DEFAULT") is REGISTRY[lenet5.weights.DEFAULT]
+    with pytest.raises(WeightsError, match="available"):
+        get_weights("nope")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_schema_meta_matches_file_and_model(name: str) -> None:
+    """Every metadata field agrees with the real file and model (cf. torchvision)."""
+    entry = REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(Weights)}
+    assert all(getattr(entry, f) not in (None, "") for f in fields - {"notes"})
+    data = entry.path.read_bytes()
+    assert len(data) == entry.file_size
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    _tensors, header = read_safetensors(entry.path)
+    assert {k: header[k] for k in entry.metadata()} == entry.metadata()
+    model = LeNet5.from_pretrained(name)
+    assert sum(p.numel() for p in model.parameters()) == entry.num_params
+    assert (model.num_classes, model.in_channels) == (entry.num_classes, entry.in_channels)
+    assert entry.dataset in DATASETS
+    info = DATASETS[entry.dataset]
+    assert (entry.mean, entry.std, entry.classes) == (info.mean, info.std, info.classes)
+    assert entry.recipe.startswith("lenet5 train ")
+    assert "--seed" in entry.recipe
+    assert entry.torch_version[0].isdigit()
+    assert 0 < entry.test_accuracy <= 100
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_recorded_accuracy_is_measured(name: str, data_dir_for: Callable[[str], Path]) -> None:
+    entry = REGISTRY[name]
+    test = lenet5.load_dataset(entry.dataset, data_dir_for(entry.dataset), split="test")
+    result = evaluate(LeNet5.from_pretrained(name), test)
+    assert round(result.accuracy, 2) == entry.test_accuracy
+
+
+def test_v1_reaches_the_reference(mnist_test: ImageSet) -> None:
+    assert REGISTRY["mnist-v1"].test_accuracy >= 98.85
+    assert evaluate(LeNet5.from_pretrained("mnist-v1"), mnist_test).accuracy >= 98.85
+
+
+def test_save_pretrained_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = LeNet5(num_classes=7, in_channels=3)
+    folder = model.save_pretrained(tmp_path / "saved model")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert json.loads((folder / "config.json").read_text()) == {"num_classes": 7, "in_channels": 3}
+    loaded = LeNet5.from_pretrained(folder)
+    assert (loaded.num_classes, loaded.in_channels) == (7, 3)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    x = torch.randn(4, 3, 28, 28)
+    model.eval()
+    assert torch.equal(model(x), loaded(x))
+    # A bare .safetensors file loads too; its shapes give the constructor arguments.
+    bare = tmp_path / "bare.safetensors"
+    shutil.copy(folder / "model.safetensors", bare)
+    assert LeNet5.from_pretrained(bare).num_classes == 7
+
+
+def test_refuses_pickle_and_unknown_sources(tmp_path: Path) -> None:
+    pt = tmp_path / "weights.pt"
+    torch.save(LeNet5().state_dict(), pt)
+    with pytest.raises(WeightsError, match=r"only \.safetensors"):
+        LeNet5.from_pretrained(pt)
+    with pytest.raises(WeightsError, match="not a weights name"):
+        LeNet5.from_pretrained(str(tmp_path / "missing-folder" / "x"))
+    with pytest.raises(WeightsError, match=r"holds no model\.safetensors"):
+        LeNet5.from_pretrained(tmp_path)
+
+
+def test_missing_extra_and_misshaped_tensors_are_named(tmp_path: Path) -> None:
+    state = {k: v.clone() for k, v in LeNet5().state_dict().items()}
+    del state["classifier.3.bias"]
+    state["features.9.weight"] = torch.zeros(3)
+    state["classifier.1.weight"] = torch.zeros(120, 255)
+    path = tmp_path / "bad.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(WeightsError) as info:
+        LeNet5.from_pretrained(path)
+    message = str(info.value)
+    assert "missing: classifier.3.bias" in message
+    assert "unexpected: features.9.weight" in message
+    assert "classifier.1.weight (file (120, 255), model (120, 256))" in message
+
+
+def test_truncated_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    data = REGISTRY["mnist-v1"].path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        LeNet5.from_pretrained(tmp_path)
+
+
+def test_tampered_bundled_file_fails_its_checksum(tmp_path: Path) -> None:
+    entry = REGISTRY["mnist-v1"]
+    copy = tmp_path / entry.file
+    data = bytearray(entry.path.read_bytes())
+    data[-1] ^= 0xFF  # flip bits in the last weight
+    copy.write_bytes(bytes(data))
+    # An absolute file name takes the place of the package folder.
+    tampered = dataclasses.replace(entry, name="tampered", file=str(copy))
+    with pytest.raises(WeightsError, match="SHA-256"):
+        tampered.verified_path()
+    copy.write_bytes(bytes(data[:-10]))
+    with pytest.raises(WeightsError, match="truncated"):
+        tampered.verified_path()
+
+
+# ----------------------------------------------------------- Hugging Face cache
+
+
+def _write_hub_cache(cache: Path, repo_id: str, folder: Path) -> str:
+    """Lay ``folder`` out exactly as huggingface_hub's cache does (blobs + snapshot links)."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in folder.iterdir():
+        blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copy(file, blob)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    return commit
+
+
+def test_from_pretrained_reads_the_hub_cache_offline(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = LeNet5()
+    saved = model.save_pretrained(tmp_path / "src")
+    cache = tmp_path / "hf-cache"
+    commit = _write_hub_cache(cache, "some-org/lenet5-test", saved)
+    out = tmp_path / "out.safetensors"
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from safetensors.torch import save_file
+        from lenet5 import LeNet5
+        m = LeNet5.from_pretrained("some-org/lenet5-test")
+        m2 = LeNet5.from_pretrained("some-org/lenet5-test", revision="{commit}")
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
+                                                     m2.state_dict().values()))
+        save_file(m.state_dict(), {str(out)!r})
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    loaded, _ = read_safetensors(out)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded[key])
+
+
+def test_hub_repo_missing_from_cache_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not in the Hugging Face cache"):
+        LeNet5.from_pretrained("some-org/absent", cache_dir=tmp_path, local_files_only=True)
+
+
+# ------------------------------------------------------------------- torch.hub
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv that sees torch & co. but where lenet5 is NOT importable."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    deps = Path(torch.__file__).resolve().parent.parent
+    (site / "deps.pth").write_text(str(deps) + "\n")
+    python = venv / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.util as u; print(u.find_spec('lenet5'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=venv,
+    )
+    assert probe.stdout.strip() == "None", probe.stdout
+    return python
+
+
+def test_torch_hub_load_local_without_the_package(
+    bare_python: Path, tmp_path: Path, mnist_dir: Path
+) -> None:
+    repo = tmp_path / "lenet5 repo"  # a plain copy, as torch.hub would download it
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "hubconf.py", repo / "hubconf.py")
+    # A user module named lenet5 must neither break the hub load nor be replaced by it.
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "lenet5.py").write_text("MINE = True\n")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        import lenet5 as users_module
+        model = torch.hub.load({str(repo)!r}, "lenet5", source="local", pretrained=True)
+        assert sys.modules["lenet5"] is users_module and users_module.MINE
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("hubconf", {str(repo / "hubconf.py")!r})
+        hubconf = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(hubconf)
+        assert "pretrained" in hubconf.lenet5.__doc__  # what torch.hub.help shows
+        public = [n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"]
+        assert public == ["lenet5"], public  # what torch.hub.list shows
+        untrained = torch.hub.load({str(repo)!r}, "lenet5", source="local", num_classes=5)
+        assert untrained.classifier[5].out_features == 5
+        from _lenet5_hub.data import load_dataset
+        from _lenet5_hub.training import evaluate
+        from _lenet5_hub.weights import get_weights
+        test = load_dataset("mnist", {str(mnist_dir)!r}, split="test")
+        acc = evaluate(model, test).accuracy
+        print(f"{{acc:.2f}} {{get_weights('DEFAULT').test_accuracy:.2f}}")
+        """
+    )
+    result = subprocess.run(
+        [str(bare_python), "-c", script], cwd=user, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    measured, recorded = result.stdout.split()
+    assert measured == recorded
