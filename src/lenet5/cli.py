@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a resumable checkpoint every N epochs (1)",
     )
     train.add_argument("--resume", type=Path, help="continue the run in this output folder")
-    train.add_argument("--quiet", action="store_true", help="no log lines or progress bar")
+    train.add_argument(
+        "--quiet",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="no log lines or progress bar (--no-quiet undoes it on --resume)",
+    )
     train.add_argument(
         "--plot",
         action="store_true",
@@ -214,8 +219,8 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None) -> 
         value = getattr(args, name)
         if value is not None:
             values[name] = value
-    if args.quiet:
-        values["verbose"] = False
+    if args.quiet is not None:
+        values["verbose"] = not args.quiet
     return TrainConfig.from_kwargs(values)
 
 
@@ -223,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``lenet5 train``."""
     from .data import load_dataset
     from .model import LeNet5
-    from .training import CallbackError, Checkpoint, CSVLogger, Trainer
+    from .training import Checkpoint, CSVLogger, Trainer, UnknownCallbackError
     from .training.callbacks import resolve_device
     from .training.checkpoint import atomic_write_text, find_checkpoint
 
@@ -259,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ]
     try:
         trainer = Trainer(callbacks=callbacks, config=config)
-    except CallbackError as exc:
+    except UnknownCallbackError as exc:  # a typo on the command line; a broken plugin is not
         raise UsageError(str(exc)) from exc
     # Fail before anything is loaded or written.
     resolve_device(config.device)

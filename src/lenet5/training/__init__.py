@@ -14,6 +14,7 @@ from .callbacks import (
     ProgressBar,
     Seeding,
     Timer,
+    UnknownCallbackError,
 )
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
@@ -42,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "Trainer",
+    "UnknownCallbackError",
     "available_callbacks",
     "create_callback",
     "evaluate",

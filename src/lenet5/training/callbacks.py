@@ -38,6 +38,7 @@ __all__ = [
     "ProgressBar",
     "Seeding",
     "Timer",
+    "UnknownCallbackError",
     "check_callback",
     "resolve_device",
 ]
@@ -56,7 +57,11 @@ HOOKS = (
 
 
 class CallbackError(TypeError):
-    """A callback is malformed (e.g. a misspelt hook) or cannot be found."""
+    """A callback is malformed (e.g. a misspelt hook), or a plugin fails to load."""
+
+
+class UnknownCallbackError(CallbackError, LookupError):
+    """No built-in or plugin callback has the name asked for."""
 
 
 class DeviceError(RuntimeError):
@@ -184,6 +189,7 @@ class Seeding(Callback):
     def __init__(self, seed: int | None = None, deterministic: bool | None = None) -> None:
         self.seed = seed
         self.deterministic = deterministic
+        self._previous: tuple[bool, bool, bool] | None = None
 
     def on_fit_start(self, state: TrainState) -> None:
         seed = self.seed if self.seed is not None else state.config.seed
@@ -191,6 +197,12 @@ class Seeding(Callback):
             self.deterministic if self.deterministic is not None else state.config.deterministic
         )
         if deterministic:
+            # Process-wide switches: remember them, and put them back when the fit ends.
+            self._previous = (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.backends.cudnn.deterministic,
+                torch.backends.cudnn.benchmark,
+            )
             self.make_deterministic()
         if seed is None:
             # The global generators are left alone, but the shuffling generator is new and
@@ -208,6 +220,20 @@ class Seeding(Callback):
         torch.manual_seed(seed)  # also seeds every CUDA device
         # Each rank shuffles with the same generator so that shards are disjoint.
         state.generator.manual_seed(seed)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        self._restore()
+
+    def on_exception(self, state: TrainState) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            algorithms, cudnn_deterministic, cudnn_benchmark = self._previous
+            torch.use_deterministic_algorithms(algorithms)
+            torch.backends.cudnn.deterministic = cudnn_deterministic
+            torch.backends.cudnn.benchmark = cudnn_benchmark
+            self._previous = None
 
     @staticmethod
     def make_deterministic() -> None:

@@ -24,6 +24,7 @@ from .callbacks import (
     EarlyStopping,
     ProgressBar,
     Timer,
+    UnknownCallbackError,
     check_callback,
 )
 
@@ -99,7 +100,7 @@ def create_callback(name: str) -> Callback:
             known = sorted(set(BUILTIN) | set(plugins))
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise CallbackError(
+            raise UnknownCallbackError(
                 f"unknown callback {name!r}; {hint}known callbacks: {', '.join(known)} "
                 f"(plugins register under the entry-point group {ENTRY_POINT_GROUP!r})"
             )

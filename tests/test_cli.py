@@ -1,0 +1,378 @@
+"""The ``lenet5`` command line, run as ``python -m lenet5`` in a subprocess.
+
+Training runs use a folder of real IDX files holding a 2,000-image subset of MNIST (the CLI
+has no subset flag); one slow test trains on the full dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import lenet5
+from lenet5 import ImageSet, LeNet5, Trainer
+from lenet5.cli import UsageError, main
+from lenet5.training import evaluate
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+FINAL = re.compile(r"^Final \| Test Accuracy: (\d{1,3}\.\d{2})%$", re.MULTILINE)
+# The small data folder's files are not the official ones: silence the MD5 warning.
+NO_MD5_WARNING = ["-W", "ignore::UserWarning"]
+
+
+def final_accuracy(stdout: str) -> float:
+    match = FINAL.search(stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lenet5 ")
+    assert "error:" in lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory, small_mnist_dir: Path, run_cli: Runner
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``lenet5 train --epochs 1`` on the small data folder."""
+    out = tmp_path_factory.mktemp("cli-run") / "run"
+    result = run_cli(
+        "train",
+        "--data-dir",
+        small_mnist_dir,
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        python_flags=NO_MD5_WARNING,
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory, train_2k: ImageSet) -> Path:
+    """A model trained (Python API) on 2,000 images and saved with save_pretrained."""
+    trainer = Trainer(epochs=1, verbose=False, device="cpu")
+    trainer.fit(train_2k)
+    assert isinstance(trainer.model, LeNet5)
+    return trainer.model.save_pretrained(tmp_path_factory.mktemp("weights"))
+
+
+def test_version(run_cli: Runner) -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lenet5 {lenet5.__version__}"
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main([])
+    assert excinfo.value.code == 2
+    assert "usage: lenet5" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- train
+
+
+def test_train_writes_the_run_folder(
+    trained_run: tuple[Path, subprocess.CompletedProcess[str]], mnist_test: ImageSet
+) -> None:
+    out, result = trained_run
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "train_config.json",
+        "metrics.csv",
+        "results.json",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoints" / "epoch-0001" / "trainer.pt").is_file()
+    accuracy = final_accuracy(result.stdout)
+    assert 50.0 < accuracy <= 100.0
+    assert re.search(r"^Epoch 1 \| Loss: \d+\.\d{4} \| Validation Accuracy: ", result.stdout, re.M)
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 1
+    assert results["dataset"] == "mnist"
+    assert f"{results['test_accuracy']:.2f}" == f"{accuracy:.2f}"
+    assert len(results["history"]) == 1
+
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["epochs"] == 1
+    assert config["batch_size"] == 32
+    assert config["optimizer"] == "adam"
+
+    with (out / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1"]
+
+    model = LeNet5.from_pretrained(out)
+    assert sum(p.numel() for p in model.parameters()) == 44_426
+    # the saved model reproduces the reported accuracy on the (subset) test images
+    subset = mnist_test.subset(slice(0, 1000))
+    assert f"{evaluate(model, subset).accuracy:.2f}" == f"{accuracy:.2f}"
+
+
+def test_train_resume_continues_the_run(
+    trained_run: tuple[Path, subprocess.CompletedProcess[str]],
+    small_mnist_dir: Path,
+    tmp_path: Path,
+    run_cli: Runner,
+) -> None:
+    first, _ = trained_run
+    out = tmp_path / "run"
+    # copy the one-epoch run, so the module's fixture stays as it was
+    import shutil
+
+    shutil.copytree(first, out)
+    before = LeNet5.from_pretrained(out)
+    result = run_cli(
+        "train",
+        "--resume",
+        out,
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--data-dir",
+        small_mnist_dir,
+        python_flags=NO_MD5_WARNING,
+    )
+    assert result.returncode == 0, result.stderr
+    final_accuracy(result.stdout)
+    assert "Epoch 1 |" not in result.stdout  # epoch 1 is not trained again
+    assert re.search(r"^Epoch 2 \| Loss: ", result.stdout, re.M)
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 2
+    assert len(results["history"]) == 2
+    with (out / "metrics.csv").open(newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+    assert (out / "checkpoints" / "epoch-0002").is_dir()
+    assert (out / "checkpoints" / "latest").read_text().strip() == "epoch-0002"
+    after = LeNet5.from_pretrained(out)
+    assert not torch.equal(before.features[0].weight, after.features[0].weight)
+
+
+@pytest.mark.slow
+def test_train_full_mnist_one_epoch(mnist_dir: Path, tmp_path: Path, run_cli: Runner) -> None:
+    out = tmp_path / "full"
+    result = run_cli(
+        "train", "--data-dir", mnist_dir, "--epochs", "1", "--device", "cpu", "--out", out
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # the official files verify: no warnings
+    assert "60,000 images" in result.stdout
+    assert final_accuracy(result.stdout) > 90.0
+    assert LeNet5.from_pretrained(out).num_classes == 10
+
+
+# ------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [(["--epochs", "-1"], "epochs"), (["--optimizer", "adagrad"], "optimizer")],
+    ids=["negative-epochs", "unknown-optimizer"],
+)
+def test_bad_option_values_are_usage_errors(
+    flags: list[str], field: str, mnist_dir: Path, tmp_path: Path, run_cli: Runner
+) -> None:
+    result = run_cli("train", "--data-dir", mnist_dir, "--out", tmp_path / "run", *flags)
+    line = assert_one_line_error(result, 2)
+    assert line.startswith(f"lenet5 train: error: {field}") or f"'{flags[1]}'" in line
+    assert field in line
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--scheduler", "linear"], "scheduler"),
+        (["--lr", "0"], "lr"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--val-every", "-2"], "val_every"),
+        (["--checkpoint-every", "0"], "checkpoint-every"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_more_usage_errors_in_process(
+    flags: list[str],
+    field: str,
+    mnist_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"), *flags])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("lenet5 train: error:")
+    assert field in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_folder(tmp_path: Path, run_cli: Runner) -> None:
+    missing = tmp_path / "no-such-folder"
+    result = run_cli("train", "--data-dir", missing, "--epochs", "1", "--out", tmp_path / "run")
+    line = assert_one_line_error(result, 1)
+    assert str(missing) in line
+    assert "does not exist" in line
+
+
+def test_missing_data_folder_with_debug_shows_traceback(tmp_path: Path, run_cli: Runner) -> None:
+    missing = tmp_path / "no-such-folder"
+    result = run_cli("--debug", "train", "--data-dir", missing, "--out", tmp_path / "run")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "DataError" in result.stderr
+
+
+def test_usage_error_with_debug_raises(mnist_dir: Path) -> None:
+    with pytest.raises(UsageError, match="epochs"):
+        main(["--debug", "train", "--data-dir", str(mnist_dir), "--epochs", "-1"])
+
+
+def test_unknown_callback_name(mnist_dir: Path, tmp_path: Path, run_cli: Runner) -> None:
+    result = run_cli(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        "1",
+        "--callbacks",
+        "early_stoping",
+        "--out",
+        tmp_path / "run",
+    )
+    line = assert_one_line_error(result, 2)  # a typo on the command line is a usage error
+    assert not (tmp_path / "run").exists()  # nothing written
+    assert "unknown callback 'early_stoping'" in line
+    assert "early_stopping" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+def test_cuda_without_cuda(mnist_dir: Path, tmp_path: Path, run_cli: Runner) -> None:
+    result = run_cli(
+        "train",
+        "--data-dir",
+        mnist_dir,
+        "--epochs",
+        "1",
+        "--device",
+        "cuda",
+        "--out",
+        tmp_path / "run",
+    )
+    line = assert_one_line_error(result, 1)
+    assert "CUDA is not available" in line
+
+
+def test_resume_from_a_folder_without_checkpoints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--resume", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "no checkpoint found" in err[0]
+
+
+# ---------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(
+    weights_dir: Path, mnist_dir: Path, mnist_test: ImageSet, run_cli: Runner
+) -> None:
+    result = run_cli(
+        "evaluate", "--weights", weights_dir, "--data-dir", mnist_dir, "--device", "cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    expected = evaluate(LeNet5.from_pretrained(weights_dir), mnist_test)
+    assert f"{final_accuracy(result.stdout):.2f}" == f"{expected.accuracy:.2f}"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Final | Test Accuracy:")
+    start = lines.index("Per-class accuracy:")
+    per_class = lines[start + 1 : start + 11]
+    for digit, (line, acc) in enumerate(zip(per_class, expected.per_class_accuracy, strict=True)):
+        assert re.fullmatch(rf"\s+{digit}: +{acc:.2f}%", line), line
+    start = next(i for i, line in enumerate(lines) if line.startswith("Confusion matrix"))
+    header = lines[start + 1].split()
+    assert header == [str(d) for d in range(10)]
+    rows = [list(map(int, line.split())) for line in lines[start + 2 : start + 12]]
+    assert [r[0] for r in rows] == list(range(10))
+    assert [r[1:] for r in rows] == expected.confusion.tolist()
+
+
+def test_evaluate_json(
+    weights_dir: Path,
+    mnist_dir: Path,
+    mnist_test: ImageSet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "evaluate",
+            "--weights",
+            str(weights_dir),
+            "--data-dir",
+            str(mnist_dir),
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
+    assert code == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert data["total"] == 10_000
+    assert data["dataset"] == "mnist"
+    confusion = torch.tensor(data["confusion_matrix"])
+    assert confusion.shape == (10, 10)
+    assert int(confusion.sum()) == 10_000
+    assert confusion.sum(dim=1).tolist() == mnist_test.class_counts().tolist()
+    assert data["correct"] == int(confusion.trace())
+    assert data["test_accuracy"] == pytest.approx(100 * data["correct"] / 10_000)
+    assert len(data["per_class_accuracy"]) == 10
+
+
+def test_evaluate_missing_weights(
+    tmp_path: Path, mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing-here"
+    missing.mkdir()
+    args = ["evaluate", "--weights", str(missing), "--data-dir", str(mnist_dir), "--device", "cpu"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert str(missing) in err[0]
+
+
+def test_evaluate_bad_batch_size(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["evaluate", "--batch-size", "0"])
+    assert excinfo.value.code == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+def test_info(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--data-dir", str(mnist_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"lenet5 {lenet5.__version__}")
+    assert f"mnist data: {mnist_dir}" in out
+    assert "early_stopping (built-in)" in out

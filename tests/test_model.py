@@ -1,0 +1,188 @@
+"""The LeNet5 module: size, layer shapes, compatibility with the reference layout, checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lenet5 import LeNet5
+
+
+class ReferenceLeNet5(nn.Module):
+    """The reference recipe's model, written out independently of the library."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5),
+            nn.Tanh(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.Tanh(),
+            nn.AvgPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(256, 120),
+            nn.Tanh(),
+            nn.Linear(120, 84),
+            nn.Tanh(),
+            nn.Linear(84, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.classifier(self.features(x))
+        return out
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_count() -> None:
+    assert n_params(LeNet5()) == 44_426
+    assert all(p.requires_grad for p in LeNet5().parameters())
+
+
+def test_layer_output_shapes() -> None:
+    model = LeNet5()
+    x = torch.randn(3, 1, 28, 28)
+    shapes = []
+    for layer in [*model.features, *model.classifier]:
+        x = layer(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == [
+        (6, 24, 24),  # conv1
+        (6, 24, 24),  # tanh
+        (6, 12, 12),  # pool
+        (16, 8, 8),  # conv2
+        (16, 8, 8),  # tanh
+        (16, 4, 4),  # pool
+        (256,),  # flatten
+        (120,),
+        (120,),
+        (84,),
+        (84,),
+        (10,),
+    ]
+
+
+def test_activations_and_pooling_are_the_reference_ones() -> None:
+    model = LeNet5()
+    kinds = [type(m) for m in [*model.features, *model.classifier]]
+    assert kinds == [
+        nn.Conv2d,
+        nn.Tanh,
+        nn.AvgPool2d,
+        nn.Conv2d,
+        nn.Tanh,
+        nn.AvgPool2d,
+        nn.Flatten,
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+        nn.Tanh,
+        nn.Linear,
+    ]
+
+
+def test_reference_state_dict_loads_strictly_and_gives_identical_outputs() -> None:
+    torch.manual_seed(1)
+    reference = ReferenceLeNet5().eval()
+    model = LeNet5().eval()
+    assert set(model.state_dict()) == set(reference.state_dict())
+    result = model.load_state_dict(reference.state_dict(), strict=True)
+    assert not result.missing_keys
+    assert not result.unexpected_keys
+    x = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    # and the other way round
+    reference.load_state_dict(LeNet5().state_dict(), strict=True)
+
+
+def test_forward_batch_shape_and_dtype() -> None:
+    out = LeNet5()(torch.zeros(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 28, 28), (2, 3, 28, 28), (2, 1, 32, 32), (2, 1, 28), (2, 28, 28, 1)],
+    ids=str,
+)
+def test_wrong_input_shape_raises_value_error_naming_expected_shape(
+    shape: tuple[int, ...],
+) -> None:
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)") as excinfo:
+        LeNet5()(torch.zeros(shape))
+    assert str(tuple(shape)) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("num_classes", "in_channels"), [(10, 1), (2, 1), (47, 3), (1, 2)])
+def test_variants(num_classes: int, in_channels: int) -> None:
+    model = LeNet5(num_classes=num_classes, in_channels=in_channels)
+    out = model(torch.randn(4, in_channels, 28, 28))
+    assert out.shape == (4, num_classes)
+    assert model.features[0].in_channels == in_channels
+    assert model.classifier[-1].out_features == num_classes
+    expected = 44_426 + (in_channels - 1) * 6 * 25 + (num_classes - 10) * (84 + 1)
+    assert n_params(model) == expected
+    assert model.config() == {"num_classes": num_classes, "in_channels": in_channels}
+    with pytest.raises(ValueError, match=rf"\(N, {in_channels}, 28, 28\)"):
+        model(torch.randn(4, in_channels + 1, 28, 28))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": -3}, "num_classes"),
+        ({"num_classes": 2.5}, "num_classes"),
+        ({"num_classes": True}, "num_classes"),
+        ({"num_classes": "10"}, "num_classes"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"in_channels": None}, "in_channels"),
+    ],
+    ids=repr,
+)
+def test_bad_constructor_arguments(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        LeNet5(**kwargs)  # type: ignore[arg-type]
+
+
+def test_repr_mentions_parameter_count_and_config() -> None:
+    text = repr(LeNet5())
+    assert "44,426" in text
+    assert "num_classes=10" in text
+    assert "in_channels=1" in text
+    assert f"{n_params(LeNet5(num_classes=3)):,}" in repr(LeNet5(num_classes=3))
+
+
+def test_backward_reaches_every_parameter() -> None:
+    model = LeNet5()
+    loss = nn.functional.cross_entropy(model(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()  # type: ignore[no-untyped-call]
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.count_nonzero(p.grad) > 0, name
+
+
+def test_save_and_load_pretrained_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = LeNet5(num_classes=7)
+    folder = model.save_pretrained(tmp_path)
+    assert (folder / "model.safetensors").is_file()
+    assert (folder / "config.json").is_file()
+    loaded = LeNet5.from_pretrained(folder)
+    assert not loaded.training
+    assert loaded.num_classes == 7
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert k == k2
+        assert torch.equal(a, b)
