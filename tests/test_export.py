@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -58,22 +56,14 @@ def test_unknown_format() -> None:
 
 
 @needs_onnx
-def test_export_cli(tmp_path: Path) -> None:
+def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lenet5.cli import main
+
     out = tmp_path / "with space" / "model.onnx"
-    result = subprocess.run(
-        [sys.executable, "-m", "lenet5", "export", "--format", "onnx", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    assert main(["export", "--format", "onnx", "--out", str(out)]) == 0
     assert out.is_file()
-    assert "dynamic batch" in result.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "lenet5", "export", "--format", "onnx", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2
-    assert "is a folder" in bad.stderr
+    assert "dynamic batch" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "--format", "onnx", "--out", str(tmp_path)])
+    assert exit.value.code == 2
+    assert "is a folder" in capsys.readouterr().err

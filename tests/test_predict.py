@@ -156,14 +156,14 @@ def test_predict_cli_on_drawn_digits(tmp_path: Path) -> None:
     assert text.startswith(f"{folder / '7-60.png'}: ")
 
 
-def test_predict_cli_errors(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "lenet5", "predict", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+def test_predict_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lenet5.cli import main
+
+    def run(*args: str) -> int:
+        try:
+            return main(["predict", *args])
+        except SystemExit as exit:
+            return int(exit.code or 0)
 
     empty = tmp_path / "empty dir"
     empty.mkdir()
@@ -177,18 +177,18 @@ def test_predict_cli_errors(tmp_path: Path) -> None:
         ((str(tmp_path / "*.gif"),), "no files match"),
         ((str(good), "--weights", str(tmp_path / "notes.txt")), "only .safetensors"),
     ):
-        result = run(*args)
-        assert result.returncode == 1, result
-        assert "Traceback" not in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
-        assert needle in result.stderr
+        assert run(*args) == 1, args
+        error = capsys.readouterr().err
+        assert "Traceback" not in error
+        assert len(error.strip().splitlines()) == 1
+        assert needle in error
     # One bad file among good ones: the good ones are still classified.
-    result = run(str(good), str(broken), "--json")
-    assert result.returncode == 1
-    assert [r["path"] for r in json.loads(result.stdout)] == [str(good)]
-    assert "broken.png" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert run(str(good), "--top-k", "0").returncode == 2
+    assert run(str(good), str(broken), "--json") == 1
+    captured = capsys.readouterr()
+    assert [r["path"] for r in json.loads(captured.out)] == [str(good)]
+    assert "broken.png" in captured.err
+    assert "Traceback" not in captured.err
+    assert run(str(good), "--top-k", "0") == 2
 
 
 def test_predictor_api() -> None:

@@ -196,9 +196,19 @@ def test_same_seed_on_the_dataloader_path(train_1k: ImageSet) -> None:
 
 
 def test_deterministic_mode(tiny_train: ImageSet, restore_determinism: None) -> None:
-    a, b = quiet(epochs=1, deterministic=True), quiet(epochs=1, deterministic=True)
+    seen: list[bool] = []
+
+    class Probe(Callback):
+        def on_batch_end(self, state: TrainState) -> None:
+            seen.append(torch.are_deterministic_algorithms_enabled())
+
+    torch.use_deterministic_algorithms(False)
+    a = quiet(epochs=1, deterministic=True, callbacks=[Probe()])
+    b = quiet(epochs=1, deterministic=True)
     a.fit(tiny_train)
-    assert torch.are_deterministic_algorithms_enabled()
+    assert seen
+    assert all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()  # ... and put back after it
     b.fit(tiny_train)
     assert_same_weights(a.model, b.model)
 

@@ -39,6 +39,8 @@ _CONFIG_FLAGS = (
     "weight_decay",
     "scheduler",
     "label_smoothing",
+    "augment",
+    "ema_decay",
     "seed",
     "device",
     "deterministic",
@@ -57,6 +59,12 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help="weight decay (0)")
     g.add_argument("--scheduler", help="none, cosine or onecycle (none)")
     g.add_argument("--label-smoothing", type=float, help="label smoothing (0)")
+    g.add_argument(
+        "--augment",
+        help="on-device augmentation: affine, elastic, affine,elastic, with optional "
+        "arguments, e.g. 'affine(degrees=15),elastic(alpha=8,sigma=3)' (none)",
+    )
+    g.add_argument("--ema-decay", type=float, help="average the weights with this decay (0: off)")
     g.add_argument("--seed", type=int, help="random seed (0)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto: CUDA when present)")
     g.add_argument(

@@ -119,6 +119,7 @@ def _trainer_state(state: TrainState) -> dict[str, Any]:
         "config": json.dumps(state.config.to_dict()),
         "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
         "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+        "ema": state.ema.state_dict() if state.ema is not None else None,
         "history": [dict(h) for h in state.history],
         "epoch_progress": (
             {

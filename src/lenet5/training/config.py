@@ -58,6 +58,13 @@ class TrainConfig:
         scheduler: ``None``/``"none"``, ``"cosine"``, ``"onecycle"``, or a callable
             ``(optimizer, total_steps) -> LRScheduler``; stepped after every batch.
         label_smoothing: Label smoothing of the cross-entropy loss.
+        augment: Training-time augmentation, run in batches on the training device:
+            ``"affine"``, ``"elastic"``, ``"affine,elastic"``, with optional arguments such as
+            ``"affine(degrees=15,translate=0.1),elastic(alpha=8,sigma=3)"`` (see
+            :mod:`lenet5.augment`); ``None`` for none. Applies to ``uint8`` image data.
+        ema_decay: Keep an exponential moving average of the weights with this decay per step
+            (e.g. ``0.999``); validation uses it and the trained model ends with it. ``0``
+            turns it off.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         seed: Seed for every random number generator; ``None`` leaves them alone.
         deterministic: Use only deterministic algorithms (slower on CUDA).
@@ -76,6 +83,8 @@ class TrainConfig:
     momentum: float = 0.9
     scheduler: str | SchedulerFactory | None = None
     label_smoothing: float = 0.0
+    augment: str | None = None
+    ema_decay: float = 0.0
     device: str = "auto"
     seed: int | None = 0
     deterministic: bool = False
@@ -100,7 +109,7 @@ class TrainConfig:
         _non_negative_int("val_split", self.val_split)
         if self.seed is not None:
             _non_negative_int("seed", self.seed)
-        for name in ("lr", "weight_decay", "momentum", "label_smoothing"):
+        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "ema_decay"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)
@@ -112,6 +121,17 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.augment is not None:
+            from ..augment import parse_augment
+
+            if not isinstance(self.augment, str):
+                raise ConfigError(f"augment must be a spec string or None, got {self.augment!r}")
+            try:
+                parse_augment(self.augment)
+            except ValueError as exc:
+                raise ConfigError(f"augment: {exc}") from None
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if isinstance(self.optimizer, str):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 __all__ = ["LossFn", "TrainStep"]
 
@@ -22,6 +23,7 @@ class TrainStep:
         optimizer: Its optimizer.
         loss_fn: ``loss_fn(logits, targets)``, a scalar.
         scheduler: Stepped after every optimizer step, or ``None``.
+        ema: An averaged copy of the model, updated after every step, or ``None``.
     """
 
     def __init__(
@@ -30,11 +32,13 @@ class TrainStep:
         optimizer: torch.optim.Optimizer,
         loss_fn: LossFn,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        ema: AveragedModel | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.scheduler = scheduler
+        self.ema = ema
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
@@ -43,4 +47,6 @@ class TrainStep:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.detach()

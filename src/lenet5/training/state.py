@@ -28,6 +28,7 @@ class TrainState:
         device: The training device; callbacks may change it in ``on_fit_start``.
         optimizer: The optimizer (created after ``on_fit_start``, so a device change applies).
         scheduler: The learning-rate scheduler, or ``None``.
+        ema: The exponential moving average of the model (``config.ema_decay``), or ``None``.
         train_data: The training data: an :class:`~lenet5.data.ImageSet` (fast path) or a
             :class:`~torch.utils.data.DataLoader`.
         val_data: Validation data, or ``None``.
@@ -54,6 +55,7 @@ class TrainState:
     val_data: ImageSet | None = None
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    ema: torch.optim.swa_utils.AveragedModel | None = None
     generator: torch.Generator = field(default_factory=torch.Generator)
     epoch: int = 0
     global_step: int = 0

@@ -18,8 +18,10 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ..augment import parse_augment
 from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, normalize
 from ..model import LeNet5
 from .callbacks import (
@@ -286,11 +288,23 @@ class Trainer:
             state.scheduler = build_scheduler(
                 config, state.optimizer, state.steps_per_epoch * config.epochs
             )
+            self._augment = parse_augment(config.augment)
+            self._augment_seed = state.generator.initial_seed()
+            state.ema = (
+                AveragedModel(
+                    state.model,
+                    multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),  # type: ignore[no-untyped-call]
+                    use_buffers=True,
+                )
+                if config.ema_decay
+                else None
+            )
             step = TrainStep(
                 state.model,
                 state.optimizer,
                 nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                 state.scheduler,
+                ema=state.ema,
             )
             state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
             if resume is not None:
@@ -312,7 +326,12 @@ class Trainer:
                     break  # stopped mid-epoch: no validation, no on_epoch_end
                 state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
                 if state.validate and state.val_data is not None:
-                    result = self.evaluate(state.val_data)
+                    result = evaluate(
+                        state.ema.module if state.ema is not None else state.model,
+                        state.val_data,
+                        batch_size=config.eval_batch_size,
+                        norm=self._norm,
+                    )
                     state.metrics["val_loss"] = result.loss
                     state.metrics["val_accuracy"] = result.accuracy
                     self._call("on_validation_end", state)
@@ -321,6 +340,9 @@ class Trainer:
                 if state.stop_requested:
                     break
             self._call("on_fit_end", state)
+            if state.ema is not None:
+                # The averaged weights are the result; the raw ones stay in checkpoints.
+                state.model.load_state_dict(state.ema.module.state_dict())
         except BaseException as exc:
             state.exception = exc
             for fn in self._hooks["on_exception"]:
@@ -340,22 +362,37 @@ class Trainer:
             bs = self.config.batch_size
             for start in range(skip * bs, len(data), bs):
                 idx = perm[start : start + bs]
-                yield normalize(data.images[idx], data.mean, data.std), data.labels[idx]
+                yield self._input(data.images[idx], data.mean, data.std, state), data.labels[idx]
         else:
             assert data is not None
             for index, (images, labels) in enumerate(data):
                 if index < skip:
                     continue
                 yield (
-                    self._to_input(images, state.device),
+                    self._to_input(images, state),
                     labels.to(state.device, non_blocking=True),
                 )
 
-    def _to_input(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-        images = images.to(device, non_blocking=True)
+    def _to_input(self, images: torch.Tensor, state: TrainState) -> torch.Tensor:
+        images = images.to(state.device, non_blocking=True)
         if images.dtype == torch.uint8:
-            return normalize(images, *self._norm)
+            return self._input(images, *self._norm, state)
         return images if images.dim() == 4 else images.unsqueeze(1)
+
+    def _input(
+        self, images: torch.Tensor, mean: float, std: float, state: TrainState
+    ) -> torch.Tensor:
+        """``uint8`` images to the model's input: augmented (if asked), then normalised."""
+        if self._augment is None:
+            return normalize(images, mean, std)
+        x = images.to(torch.float32).div_(255.0)
+        x = x.unsqueeze(1) if x.dim() == 3 else x
+        # A generator per step, from the seed and the step number: the draws do not depend
+        # on anything that came before, so a resumed run augments exactly as the original.
+        generator = torch.Generator().manual_seed(
+            (self._augment_seed * 1_000_003 + state.global_step) % 2**63
+        )
+        return self._augment(x, generator).sub_(mean).div_(std)
 
     def _run_epoch(self, state: TrainState, step: TrainStep) -> None:
         loss_sum = state._epoch_loss_sum
@@ -403,6 +440,8 @@ class Trainer:
             state.optimizer.load_state_dict(saved["optimizer"])
         if state.scheduler is not None and saved["scheduler"] is not None:
             state.scheduler.load_state_dict(saved["scheduler"])
+        if state.ema is not None and saved.get("ema") is not None:
+            state.ema.load_state_dict(saved["ema"])
         state.epoch = int(saved["epoch"])
         state.global_step = int(saved["global_step"])
         progress = saved.get("epoch_progress")
