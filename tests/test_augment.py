@@ -116,3 +116,20 @@ def test_augmentation_changes_training(train_1k: ImageSet) -> None:
     w1 = plain.model.state_dict()["features.0.weight"]
     w2 = augmented.model.state_dict()["features.0.weight"]
     assert not torch.equal(w1, w2)
+
+
+def test_recipes(capsys: pytest.CaptureFixture[str]) -> None:
+    from lenet5 import TrainConfig
+    from lenet5.cli import _config_from_args as config_from_args
+    from lenet5.cli import build_parser
+    from lenet5.training.config import RECIPES
+
+    assert TrainConfig.from_recipe("reference") == TrainConfig()
+    v2 = TrainConfig.from_recipe("mnist-v2", seed=3)
+    assert (v2.augment, v2.ema_decay, v2.batch_size, v2.seed) == ("affine", 0.999, 128, 3)
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        TrainConfig.from_recipe("mnist-v9")
+    args = build_parser().parse_args(["train", "--recipe", "mnist-v2", "--epochs", "3"])
+    config = config_from_args(args, None)
+    assert config.epochs == 3  # an explicit option overrides the recipe
+    assert config.optimizer == RECIPES["mnist-v2"]["optimizer"]

@@ -339,7 +339,8 @@ def test_csv_logger_writes_one_row_per_epoch(
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
-    assert list(rows[0])[:7] == list(CSVLogger.COLUMNS)
+    assert list(rows[0])[: len(CSVLogger.COLUMNS)] == list(CSVLogger.COLUMNS)
+    assert all(0 <= float(r["accuracy"]) <= 100 for r in rows)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [r["global_step"] for r in rows] == ["2", "4", "6"]
     assert all(float(r["loss"]) > 0 for r in rows)

@@ -52,6 +52,11 @@ _CONFIG_FLAGS = (
 def _train_flags(parser: argparse.ArgumentParser) -> None:
     """Flags that map one to one onto TrainConfig fields (None = not given)."""
     g = parser.add_argument_group("training options (default: the reference recipe)")
+    g.add_argument(
+        "--recipe",
+        help="start from a named recipe: reference, mnist-v1, mnist-v2 (the options below "
+        "override it)",
+    )
     g.add_argument("--epochs", type=int, help="passes over the training data (100)")
     g.add_argument("--batch-size", type=int, help="examples per step (32)")
     g.add_argument("--lr", type=float, help="learning rate (1e-3)")
@@ -221,8 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None) -> Any:
     from .training import TrainConfig
+    from .training.config import RECIPES
 
     values: dict[str, Any] = dict(base or {})
+    if args.recipe is not None:
+        if args.recipe not in RECIPES:
+            raise UsageError(f"unknown recipe {args.recipe!r}; choose one of {', '.join(RECIPES)}")
+        values.update(RECIPES[args.recipe])
     for name in _CONFIG_FLAGS:
         value = getattr(args, name)
         if value is not None:

@@ -322,7 +322,7 @@ class ConsoleLogger(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar per epoch with the running loss.
+    """A tqdm progress bar per epoch with the latest loss and the epoch's training accuracy.
 
     Drawn only on an interactive terminal (and when ``config.verbose``); the loss shown is
     read from the device every ``refresh`` steps, not every step.
@@ -363,7 +363,9 @@ class ProgressBar(Callback):
             return
         bar.update(1)
         if bar.n % self.refresh == 0:
-            bar.set_postfix(loss=f"{state.batch_loss:.4f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{state.batch_loss:.4f}", acc=f"{state.epoch_accuracy:.2f}%", refresh=False
+            )
 
     def on_epoch_end(self, state: TrainState) -> None:
         self._close()
@@ -395,6 +397,7 @@ class CSVLogger(Callback):
         "epoch",
         "global_step",
         "loss",
+        "accuracy",
         "lr",
         "val_loss",
         "val_accuracy",

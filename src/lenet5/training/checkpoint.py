@@ -128,6 +128,10 @@ def _trainer_state(state: TrainState) -> dict[str, Any]:
                 if state._epoch_loss_sum is not None
                 else torch.zeros(()),
                 "generator": state._epoch_generator_state,
+                "correct": state._epoch_correct.detach().cpu()
+                if state._epoch_correct is not None
+                else torch.zeros((), dtype=torch.long),
+                "seen": state._epoch_seen,
             }
             if not state.epoch_complete
             else None

@@ -17,6 +17,7 @@ from torch import nn
 
 __all__ = [
     "OPTIMIZERS",
+    "RECIPES",
     "SCHEDULERS",
     "ConfigError",
     "OptimizerFactory",
@@ -37,6 +38,28 @@ SchedulerFactory: TypeAlias = Callable[
 OPTIMIZERS = ("adam", "adamw", "sgd")
 #: Scheduler names accepted by ``scheduler=`` (stepped once per batch).
 SCHEDULERS = ("none", "cosine", "onecycle")
+
+
+#: Named sets of settings (``lenet5 train --recipe NAME``, ``TrainConfig.from_recipe``).
+#: Explicit options override them.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The reference PyTorch recipe: the defaults.
+    "reference": {},
+    # The recipe of the bundled mnist-v1 weights: the reference with a cosine decay.
+    "mnist-v1": {"epochs": 30, "scheduler": "cosine"},
+    # The recipe of the bundled mnist-v2 weights (chosen on a 5,000-image validation split).
+    "mnist-v2": {
+        "epochs": 40,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "onecycle",
+        "label_smoothing": 0.05,
+        "ema_decay": 0.999,
+        "augment": "affine",
+    },
+}
 
 
 class ConfigError(ValueError):
@@ -163,6 +186,17 @@ class TrainConfig:
                 raise ConfigError(
                     f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
                 ) from None
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The settings of a named recipe (see :data:`RECIPES`), with some overridden.
+
+        Raises:
+            ConfigError: For an unknown recipe or option.
+        """
+        if name not in RECIPES:
+            raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        return cls.from_kwargs({**RECIPES[name], **overrides})
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> TrainConfig:

@@ -16,7 +16,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class TrainStep:
     """One optimisation step: forward, loss, backward, optimizer and scheduler.
 
-    Returns the loss as a detached device tensor, so the loop never waits for the device.
+    Returns the loss and the number of correctly classified examples, as detached device
+    tensors, so the loop never waits for the device.
 
     Args:
         model: The model (in training mode).
@@ -40,13 +41,17 @@ class TrainStep:
         self.scheduler = scheduler
         self.ema = ema
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(inputs), targets)
+        logits = self.model(inputs)
+        loss = self.loss_fn(logits, targets)
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        return loss.detach()
+        correct = (logits.detach().argmax(dim=1) == targets).sum()
+        return loss.detach(), correct

@@ -36,7 +36,8 @@ class TrainState:
         epoch: The current epoch, counted from 1 (0 before the first epoch starts).
         global_step: Optimisation steps taken so far.
         steps_per_epoch: Batches in one epoch.
-        metrics: Scalars of the latest epoch: ``loss`` (mean training loss), and after a
+        metrics: Scalars of the latest epoch: ``loss`` (mean training loss), ``accuracy``
+            (training accuracy in percent, on the augmented batches), and after a
             validation ``val_loss`` and ``val_accuracy`` (percent), ``lr``, and anything
             callbacks add.
         history: One ``metrics`` dict per finished epoch.
@@ -69,6 +70,8 @@ class TrainState:
     batch_in_epoch: int = 0
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
     _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)
+    _epoch_correct: torch.Tensor | None = field(default=None, repr=False)
+    _epoch_seen: int = field(default=0, repr=False)
     _epoch_generator_state: torch.Tensor | None = field(default=None, repr=False)
     _stop_reason: str | None = field(default=None, repr=False)
 
@@ -78,6 +81,14 @@ class TrainState:
         if self._batch_loss is None:
             return float("nan")
         return float(self._batch_loss)
+
+    @property
+    def epoch_accuracy(self) -> float:
+        """Training accuracy (percent) over the batches of this epoch so far; waits for the
+        device, so read it sparingly."""
+        if self._epoch_correct is None or not self._epoch_seen:
+            return float("nan")
+        return 100.0 * float(self._epoch_correct) / self._epoch_seen
 
     @property
     def batch_loss_tensor(self) -> torch.Tensor | None:

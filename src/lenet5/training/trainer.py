@@ -317,6 +317,8 @@ class Trainer:
                     state.epoch = epoch
                     state.batch_in_epoch = 0
                     state._epoch_loss_sum = torch.zeros((), device=state.device)
+                    state._epoch_correct = torch.zeros((), dtype=torch.long, device=state.device)
+                    state._epoch_seen = 0
                     state._epoch_generator_state = state.generator.get_state()
                 state.validate = False
                 state.metrics = {}
@@ -395,8 +397,9 @@ class Trainer:
         return self._augment(x, generator).sub_(mean).div_(std)
 
     def _run_epoch(self, state: TrainState, step: TrainStep) -> None:
-        loss_sum = state._epoch_loss_sum
+        loss_sum, correct_sum = state._epoch_loss_sum, state._epoch_correct
         assert loss_sum is not None
+        assert correct_sum is not None
         assert state._epoch_generator_state is not None
         # Rewind to the epoch's start so that a resumed epoch draws the same batches.
         state.generator.set_state(state._epoch_generator_state)
@@ -406,15 +409,18 @@ class Trainer:
                 break
             for fn in start_hooks:
                 fn(state)
-            loss = step(inputs, targets)
+            loss, correct = step(inputs, targets)
             state._batch_loss = loss
             loss_sum += loss
+            correct_sum += correct
+            state._epoch_seen += targets.shape[0]
             state.batch_in_epoch += 1
             state.global_step += 1
             for fn in end_hooks:
                 fn(state)
         # One synchronisation per epoch, not per step.
         state.metrics["loss"] = float(loss_sum) / max(state.batch_in_epoch, 1)
+        state.metrics["accuracy"] = state.epoch_accuracy
 
     def _restore(self, state: TrainState, path: str | os.PathLike[str]) -> None:
         weights, saved = load_checkpoint(path)
@@ -448,6 +454,8 @@ class Trainer:
         if progress is not None:  # a mid-epoch checkpoint
             state.batch_in_epoch = int(progress["batches"])
             state._epoch_loss_sum = progress["loss_sum"].to(state.device)
+            state._epoch_correct = progress["correct"].to(state.device)
+            state._epoch_seen = int(progress["seen"])
             state._epoch_generator_state = progress["generator"]
         else:
             state.batch_in_epoch = state.steps_per_epoch
