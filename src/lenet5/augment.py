@@ -69,6 +69,17 @@ class RandomAffine(Augmentation):
     scale: tuple[float, float] = (0.9, 1.1)
     shear: float = 10.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.degrees <= 180:
+            raise ValueError(f"affine: degrees must be in [0, 180], got {self.degrees}")
+        if not 0 <= self.translate < 1:
+            raise ValueError(f"affine: translate must be in [0, 1), got {self.translate}")
+        low, high = self.scale
+        if not 0 < low <= high:
+            raise ValueError(f"affine: scale range must be positive, got {self.scale}")
+        if not 0 <= self.shear < 90:
+            raise ValueError(f"affine: shear must be in [0, 90), got {self.shear}")
+
     def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, device = grid.shape[0], grid.device
         angle = _uniform(n, -self.degrees, self.degrees, generator, device) * (math.pi / 180)
@@ -109,9 +120,15 @@ class ElasticDistortion(Augmentation):
     alpha: float = 34.0
     sigma: float = 4.0
 
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"elastic: alpha must be >= 0, got {self.alpha}")
+        if self.sigma <= 0:
+            raise ValueError(f"elastic: sigma must be > 0, got {self.sigma}")
+
     def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, h, w, _ = grid.shape
-        noise = torch.rand(n, 2, h, w, generator=generator).to(grid.device) * 2 - 1
+        noise = torch.rand(n, 2, h, w, generator=generator).to(grid.device, grid.dtype) * 2 - 1
         # Gaussian blur (reflecting at the border) as two small matrix products, which is
         # far cheaper than a convolution on the CPU and exactly the same sums.
         blur_h = _blur_matrix(h, self.sigma, grid.device, grid.dtype)

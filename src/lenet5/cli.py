@@ -253,10 +253,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     base: dict[str, Any] = {}
     if args.resume is not None:
         checkpoint = find_checkpoint(args.resume)  # fails early with a clear message
-        saved = args.resume / "train_config.json"
-        if saved.is_file():
-            base = json.loads(saved.read_text(encoding="utf-8"))
-        out = args.out or args.resume
+        # The run folder: the one given, or the one above checkpoints/epoch-NNNN.
+        run = next(
+            (
+                p
+                for p in (args.resume, *checkpoint.parents[:2])
+                if (p / "train_config.json").is_file()
+            ),
+            args.resume,
+        )
+        base = _read_run_config(run / "train_config.json")
+        out = args.out or run
     else:
         checkpoint = None
     # The dataset belongs to the run: a resumed run keeps it unless told otherwise.
@@ -264,6 +271,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = args.dataset or saved_dataset or "mnist"
     if args.resume is None:
         out = args.out or Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+            raise UsageError(
+                f"{out} already holds a run's checkpoints; continue it with --resume {out}, "
+                "or choose another --out"
+            )
     try:
         config = _config_from_args(args, base)
     except ValueError as exc:
@@ -410,6 +422,32 @@ def _print_summary(state: Any, result: Any, out: Path, *, plots: bool) -> None:
     print("\n".join(lines))
 
 
+def _read_run_config(path: Path) -> dict[str, Any]:
+    """The settings a run folder recorded (empty if it recorded none)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read the run's settings {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a JSON object of training settings")
+    return data
+
+
+def _device(spec: str) -> Any:
+    """``--device`` as a torch device: a malformed name is a usage error, absent CUDA is not."""
+    import torch
+
+    from .training.callbacks import resolve_device
+
+    try:
+        torch.device(spec) if spec != "auto" else None
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    return resolve_device(spec)
+
+
 def _quote(path: Path) -> str:
     import shlex
 
@@ -449,7 +487,6 @@ def _weights_dataset(weights: str) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lenet5 evaluate``."""
     from .data import load_dataset
-    from .training.callbacks import resolve_device
     from .training.trainer import evaluate
 
     if args.batch_size < 1:
@@ -458,7 +495,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from .plotting import require_matplotlib
 
         require_matplotlib()
-    device = resolve_device(args.device)
+    device = _device(args.device)
     model = _load_model(args.weights, device)
     dataset = args.dataset or _weights_dataset(args.weights)
     test_set = load_dataset(dataset, args.data_dir, split="test", download=args.download)
@@ -544,14 +581,13 @@ def _expand_inputs(inputs: Sequence[str]) -> list[Path]:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``lenet5 predict``."""
     from .predict import predict_files
-    from .training.callbacks import resolve_device
 
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = _expand_inputs(args.inputs)
-    device = resolve_device(args.device)
+    device = _device(args.device)
     results, failures = predict_files(
         paths, weights=args.weights, top_k=args.top_k, device=device, batch_size=args.batch_size
     )

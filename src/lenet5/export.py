@@ -7,6 +7,7 @@ place, and written atomically: a failed export never leaves a broken file behind
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 import warnings
@@ -31,13 +32,16 @@ class ExportError(RuntimeError):
 
 
 def _core(model: nn.Module) -> nn.Module:
+    """A CPU copy of the layers to export (the caller's model is left as it was)."""
     # The input-shape check in LeNet5.forward is Python control flow; the exported graph is
     # the layers alone, and the formats' own shape checks take its place.
     features = getattr(model, "features", None)
     classifier = getattr(model, "classifier", None)
     if isinstance(features, nn.Module) and isinstance(classifier, nn.Module):
-        return nn.Sequential(features, classifier).eval()
-    return model.eval()
+        core: nn.Module = nn.Sequential(features, classifier)
+    else:
+        core = model
+    return copy.deepcopy(core).cpu().eval()
 
 
 def _in_channels(model: nn.Module) -> int:
@@ -69,7 +73,7 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         ExportError: If the traced module's outputs differ from the eager model's.
     """
     path = Path(path)
-    core = _core(model).cpu()
+    core = _core(model)
     example = torch.randn(2, _in_channels(model), IMAGE_SIZE, IMAGE_SIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still works
@@ -101,13 +105,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike[str], *, opset: int = 
             raise ExportError(
                 f"ONNX export needs {module}: pip install 'lenet5[{extra}]'"
             ) from None
+    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+    if (major, minor) < (2, 5):
+        raise ExportError(
+            f"ONNX export needs torch>=2.5 (its torch.export-based exporter); this is torch "
+            f"{torch.__version__}. TorchScript export works: --format torchscript"
+        )
     import onnxruntime
 
-    core = _core(model).cpu()
+    core = _core(model)
     example = torch.randn(2, _in_channels(model), IMAGE_SIZE, IMAGE_SIZE)
     with _atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with contextlib.redirect_stdout(open(os.devnull, "w")):
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             torch.onnx.export(
                 core,
                 (example,),

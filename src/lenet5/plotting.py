@@ -46,13 +46,17 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    make_readable(tmp)
-    os.replace(tmp, path)
-    fig.clf()
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        make_readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return path
 
 

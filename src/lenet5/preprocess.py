@@ -39,14 +39,15 @@ def load_image(path: str | os.PathLike[str]) -> Image:
     Raises:
         ImageError: If the file is missing or not a readable image.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with Image.open(path) as image:
             image.load()
-            copy: PILImageType = image.copy()
-            return copy
+            # Phone cameras store photos sideways with an orientation tag: apply it.
+            upright: PILImageType = ImageOps.exif_transpose(image)
+            return upright.copy()
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:

@@ -484,7 +484,7 @@ class Checkpoint(Callback):
 
         self.last_path = save_checkpoint(self.directory, state)
         if self.keep:
-            prune_checkpoints(self.directory, self.keep)
+            prune_checkpoints(self.directory, self.keep, newest=self.last_path)
         return self.last_path
 
 

@@ -195,9 +195,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     return weights, trainer_state
 
 
-def prune_checkpoints(directory: str | os.PathLike[str], keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints in ``directory``."""
+def prune_checkpoints(
+    directory: str | os.PathLike[str], keep: int, newest: str | os.PathLike[str] | None = None
+) -> None:
+    """Delete all but the ``keep`` newest checkpoints in ``directory``.
+
+    With ``newest`` (the checkpoint just written), only checkpoints that come before it are
+    candidates: anything sorting after it belongs to another run and is left alone.
+    """
     directory = Path(directory)
     found = sorted((_sort_key(m), p) for p in directory.iterdir() if (m := _NAME.match(p.name)))
+    if newest is not None:
+        name = Path(newest).name
+        names = [p.name for _, p in found]
+        if name in names:
+            found = found[: names.index(name) + 1]
     for _, old in found[:-keep] if keep else []:
         shutil.rmtree(old, ignore_errors=True)

@@ -46,7 +46,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The reference PyTorch recipe: the defaults.
     "reference": {},
     # The recipe of the bundled mnist-v1 weights: the reference with a cosine decay.
-    "mnist-v1": {"epochs": 30, "scheduler": "cosine"},
+    "mnist-v1": {"epochs": 30, "scheduler": "cosine", "val_split": 5000, "val_every": 5},
     # The recipe of the bundled mnist-v2 weights (chosen on a 5,000-image validation split).
     "mnist-v2": {
         "epochs": 40,

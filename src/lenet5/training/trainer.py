@@ -40,7 +40,7 @@ from .engine import TrainStep
 from .plugins import resolve_callbacks
 from .state import TrainState
 
-__all__ = ["EvalResult", "Trainer", "as_image_set"]
+__all__ = ["EvalResult", "Trainer", "as_image_set", "evaluate"]
 
 #: Config fields that may differ between a checkpoint and the run resuming from it.
 _RESUMABLE_CHANGES = {"epochs", "device", "verbose", "eval_batch_size", "val_every"}
@@ -289,7 +289,6 @@ class Trainer:
                 config, state.optimizer, state.steps_per_epoch * config.epochs
             )
             self._augment = parse_augment(config.augment)
-            self._augment_seed = state.generator.initial_seed()
             state.ema = (
                 AveragedModel(
                     state.model,
@@ -309,6 +308,8 @@ class Trainer:
             state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
             if resume is not None:
                 self._restore(state, resume)
+            # After the restore: an unseeded run's generator seed comes back from the checkpoint.
+            self._augment_seed = state.generator.initial_seed()
             state.model.train()
             first = state.epoch + 1 if state.epoch_complete else state.epoch
             for epoch in range(first, config.epochs + 1):
@@ -404,9 +405,9 @@ class Trainer:
         # Rewind to the epoch's start so that a resumed epoch draws the same batches.
         state.generator.set_state(state._epoch_generator_state)
         start_hooks, end_hooks = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
+        if state.stop_requested:  # asked for in on_fit_start or on_epoch_start
+            return self._finish_epoch_metrics(state, loss_sum)
         for inputs, targets in self._batches(state, skip=state.batch_in_epoch):
-            if state.stop_requested:  # e.g. asked for in on_fit_start or on_epoch_start
-                break
             for fn in start_hooks:
                 fn(state)
             loss, correct = step(inputs, targets)
@@ -418,6 +419,12 @@ class Trainer:
             state.global_step += 1
             for fn in end_hooks:
                 fn(state)
+            if state.stop_requested:  # before the next batch is even fetched
+                break
+        self._finish_epoch_metrics(state, loss_sum)
+
+    @staticmethod
+    def _finish_epoch_metrics(state: TrainState, loss_sum: torch.Tensor) -> None:
         # One synchronisation per epoch, not per step.
         state.metrics["loss"] = float(loss_sum) / max(state.batch_in_epoch, 1)
         state.metrics["accuracy"] = state.epoch_accuracy
@@ -432,6 +439,12 @@ class Trainer:
             ) from exc
         saved_config = json.loads(saved["config"])
         current = self.config.to_dict()
+        if state.scheduler is not None and saved_config.get("epochs") != current["epochs"]:
+            raise CheckpointError(
+                f"{saved['path']} was trained for {saved_config.get('epochs')} epochs with the "
+                f"{current['scheduler']!r} learning-rate schedule, which is laid out for that "
+                "length; resume it with the same number of epochs"
+            )
         changed = sorted(
             k for k in current if k not in _RESUMABLE_CHANGES and saved_config.get(k) != current[k]
         )
@@ -443,7 +456,12 @@ class Trainer:
             )
         assert state.optimizer is not None
         if saved["optimizer"] is not None:
+            # The implementation flags belong to this device, not to the saved run's.
+            keys: tuple[str, ...] = ("fused", "foreach")
+            flags = [{k: g[k] for k in keys if k in g} for g in state.optimizer.param_groups]
             state.optimizer.load_state_dict(saved["optimizer"])
+            for group, kept in zip(state.optimizer.param_groups, flags, strict=True):
+                group.update(kept)
         if state.scheduler is not None and saved["scheduler"] is not None:
             state.scheduler.load_state_dict(saved["scheduler"])
         if state.ema is not None and saved.get("ema") is not None:
@@ -514,7 +532,9 @@ def evaluate(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    # float64 where the device has it (MPS has not).
+    loss_dtype = torch.float32 if device.type == "mps" else torch.float64
+    loss_sum = torch.zeros((), dtype=loss_dtype, device=device)
     confusion: torch.Tensor | None = None
     predictions: list[torch.Tensor] = []
     total = 0
