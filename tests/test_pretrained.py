@@ -266,3 +266,9 @@ def test_torch_hub_load_local_without_the_package(
     assert result.returncode == 0, result.stderr
     measured, recorded = result.stdout.split()
     assert measured == recorded
+
+
+def test_default_is_the_most_accurate_mnist_weight_set() -> None:
+    mnist = [w for w in REGISTRY.values() if w.dataset == "mnist"]
+    assert get_weights("DEFAULT").test_accuracy == max(w.test_accuracy for w in mnist)
+    assert "mnist-v1" in REGISTRY  # kept when a better DEFAULT arrived

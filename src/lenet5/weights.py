@@ -414,10 +414,37 @@ REGISTRY: dict[str, Weights] = {
             "training. Trained on CPU with OMP_NUM_THREADS=1."
         ),
     ),
+    "mnist-v2": Weights(
+        name="mnist-v2",
+        file="mnist-v2.safetensors",
+        sha256="4c65dca6a026e3335f45eb71c867df1f41a2f41e24edf5612055b68859d12a17",
+        file_size=179352,
+        dataset="mnist",
+        test_accuracy=99.37,
+        num_params=44426,
+        num_classes=10,
+        in_channels=1,
+        mean=0.1307,
+        std=0.3081,
+        classes=_MNIST_CLASSES,
+        recipe=(
+            "lenet5 train --data-dir ../shared/data/mnist --recipe mnist-v2 --seed 0 "
+            "--val-every 0 --out runs/mnist-v2"
+        ),
+        torch_version="2.14.1",
+        notes=(
+            "Recipe (AdamW one-cycle, peak lr 3e-3, weight decay 1e-4, batch 128, 40 epochs, "
+            "label smoothing 0.05, weight EMA 0.999, random affine augmentation) checked on a "
+            "5,000-image validation split carved from the training set (seed 0): 99.22% "
+            "validation accuracy; no choice used the test set. Trained on all 60,000 images; "
+            "the shipped weights are seed 0, fixed in advance. Trained on CPU with "
+            "OMP_NUM_THREADS=1."
+        ),
+    ),
 }
 
-#: The name ``"DEFAULT"`` resolves to.
-DEFAULT = "mnist-v1"
+#: The name ``"DEFAULT"`` resolves to: the most accurate MNIST weights.
+DEFAULT = "mnist-v2"
 
 
 def registry() -> dict[str, Weights]:
