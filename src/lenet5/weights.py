@@ -441,6 +441,41 @@ REGISTRY: dict[str, Weights] = {
             "OMP_NUM_THREADS=1."
         ),
     ),
+    "fashion-v1": Weights(
+        name="fashion-v1",
+        file="fashion-v1.safetensors",
+        sha256="f62bb81664724fdfc4e53ba352865d4faa92ec207c6f4ee37f89805179dc05ed",
+        file_size=179240,
+        dataset="fashion-mnist",
+        test_accuracy=88.45,
+        num_params=44426,
+        num_classes=10,
+        in_channels=1,
+        mean=0.286,
+        std=0.353,
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        recipe=(
+            "lenet5 train --data-dir ../shared/data/fashion-mnist --dataset fashion-mnist "
+            "--recipe mnist-v2 --seed 0 --val-every 0 --out runs/fashion-v1"
+        ),
+        torch_version="2.14.1",
+        notes=(
+            "The mnist-v2 recipe applied unchanged to Fashion-MNIST (not tuned for it; no "
+            "validation split, no choice made with the test set). Trained on all 60,000 "
+            "images, seed 0, on CPU with OMP_NUM_THREADS=1."
+        ),
+    ),
 }
 
 #: The name ``"DEFAULT"`` resolves to: the most accurate MNIST weights.
