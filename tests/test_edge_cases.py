@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_helpers import run_main
 from lenet5 import ImageSet, LeNet5, Trainer
-from lenet5.cli import main
 from lenet5.export import export_model
 from lenet5.training import Checkpoint, CheckpointError, ConfigError
 from lenet5.training.checkpoint import prune_checkpoints
-
-
-def run_main(*args: str | Path) -> int:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return main([str(a) for a in args])
-        except SystemExit as exit:
-            return int(exit.code or 0)
 
 
 def test_a_scheduled_run_cannot_change_its_length_on_resume(

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,21 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lenet5.cli import main
+from cli_helpers import run_main
 from lenet5.weights import read_safetensors
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 QUIET_MD5 = ["-W", "ignore::UserWarning"]  # the small data folder is not the official files
-
-
-def run_main(*args: str | Path) -> int:
-    """Run the CLI in this process; returns the exit code (usage errors exit via SystemExit)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return main([str(a) for a in args])
-        except SystemExit as exit:
-            return int(exit.code or 0)
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -25,6 +25,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .data import DATASETS
+
 __all__ = [
     "DEFAULT",
     "REGISTRY",
@@ -385,7 +387,8 @@ class Weights:
         }
 
 
-_MNIST_CLASSES = tuple(str(d) for d in range(10))
+_MNIST_CLASSES = DATASETS["mnist"].classes
+_FASHION = DATASETS["fashion-mnist"]
 
 #: The bundled weight sets by name.
 REGISTRY: dict[str, Weights] = {
@@ -451,20 +454,9 @@ REGISTRY: dict[str, Weights] = {
         num_params=44426,
         num_classes=10,
         in_channels=1,
-        mean=0.286,
-        std=0.353,
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
+        mean=_FASHION.mean,
+        std=_FASHION.std,
+        classes=_FASHION.classes,
         recipe=(
             "lenet5 train --data-dir ../shared/data/fashion-mnist --dataset fashion-mnist "
             "--recipe mnist-v2 --seed 0 --val-every 0 --out runs/fashion-v1"
