@@ -46,6 +46,9 @@ _CONFIG_FLAGS = (
     "deterministic",
     "val_every",
     "val_split",
+    "engine",
+    "strategy",
+    "dist_timeout",
 )
 
 
@@ -54,8 +57,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training options (default: the reference recipe)")
     g.add_argument(
         "--recipe",
-        help="start from a named recipe: reference, mnist-v1, mnist-v2 (the options below "
-        "override it)",
+        help="start from a named recipe: reference, fast, mnist-v1, mnist-v2 (the options "
+        "below override it)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training data (100)")
     g.add_argument("--batch-size", type=int, help="examples per step (32)")
@@ -84,6 +87,21 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="hold out N training images for validation instead of using the test set (0)",
     )
+    g.add_argument(
+        "--engine",
+        help="fast (data resident on the device, fused optimizer) or plain (a DataLoader "
+        "loop, for comparison) (fast)",
+    )
+    g.add_argument(
+        "--strategy",
+        help="auto (DDP when started by torchrun), single or ddp (auto); under DDP "
+        "--batch-size is per process",
+    )
+    g.add_argument(
+        "--dist-timeout",
+        type=float,
+        help="seconds a process waits for the others before the run fails (300)",
+    )
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +126,27 @@ def _weights_flag(parser: argparse.ArgumentParser) -> None:
         default="DEFAULT",
         help="registry name, folder, .safetensors file or Hub repo id (DEFAULT)",
     )
+
+
+def _backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="auto",
+        help="inference engine: auto (ONNX Runtime on the CPU when lenet5[onnx] is installed, "
+        "else PyTorch), torch, or onnxruntime (auto)",
+    )
+
+
+def _check_backend(backend: str, device: Any) -> None:
+    """``--backend`` against ``--device`` and what is installed, before any work is done."""
+    from .export import ExportError
+    from .runtime import resolve_backend
+
+    try:
+        resolve_backend(backend, device)
+    except (ValueError, ExportError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _weights_flag(ev)
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
     ev.add_argument("--batch-size", type=int, default=2048, help="images per forward pass")
+    _backend_flag(ev)
     ev.add_argument("--json", action="store_true", help="print the results as JSON")
     ev.add_argument(
         "--plot",
@@ -199,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
     pr.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
     pr.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    _backend_flag(pr)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser(
@@ -249,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import Checkpoint, CSVLogger, Trainer, UnknownCallbackError
     from .training.callbacks import resolve_device
     from .training.checkpoint import atomic_write_text, find_checkpoint
+    from .training.distributed import is_main_process
 
     base: dict[str, Any] = {}
     if args.resume is not None:
@@ -300,11 +342,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_device(config.device)
     train_set = load_dataset(dataset, args.data_dir, split="train", download=args.download)
     test_set = load_dataset(dataset, args.data_dir, split="test", download=False)
-    _check_writable(out)
+    # Under torchrun every process runs this command; only rank 0 writes and prints.
+    main_process = is_main_process()
     val = None if config.val_split else test_set
-    record = {"dataset": dataset, **config.to_dict()}
-    atomic_write_text(out / "train_config.json", json.dumps(record, indent=2) + "\n")
-    if config.verbose:
+    if main_process:
+        _check_writable(out)
+        record = {"dataset": dataset, **config.to_dict()}
+        atomic_write_text(out / "train_config.json", json.dumps(record, indent=2) + "\n")
+    if config.verbose and main_process:
         where = "the test set" if val is not None else f"{config.val_split:,} held-out images"
         print(
             f"Training LeNet-5 on {dataset} ({len(train_set) - config.val_split:,} images), "
@@ -324,6 +369,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    if not main_process:
+        return EXIT_OK
     model = trainer.model
     assert isinstance(model, LeNet5)
     result = trainer.evaluate(test_set)
@@ -369,8 +416,16 @@ _CTRL_C = "interrupted (Ctrl-C)"
 
 @contextlib.contextmanager
 def _stop_on_ctrl_c(trainer: Any) -> Iterator[None]:
-    """First Ctrl-C: finish the current batch, save a checkpoint, stop. Second: abort."""
-    if threading.current_thread() is not threading.main_thread():
+    """First Ctrl-C: finish the current batch, save a checkpoint, stop. Second: abort.
+
+    Not under a distributed launcher: the processes would stop after different batches and
+    wait for each other forever; there Ctrl-C ends the run (resume from the last
+    checkpoint).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    ):
         yield
         return
 
@@ -496,10 +551,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         require_matplotlib()
     device = _device(args.device)
+    _check_backend(args.backend, device)
     model = _load_model(args.weights, device)
     dataset = args.dataset or _weights_dataset(args.weights)
     test_set = load_dataset(dataset, args.data_dir, split="test", download=args.download)
-    result = evaluate(model, test_set, batch_size=args.batch_size)
+    result = evaluate(model, test_set, batch_size=args.batch_size, backend=args.backend)
     if args.plot is not None:
         from .plotting import plot_confusion_matrix, plot_misclassified
 
@@ -588,8 +644,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = _expand_inputs(args.inputs)
     device = _device(args.device)
+    _check_backend(args.backend, device)
     results, failures = predict_files(
-        paths, weights=args.weights, top_k=args.top_k, device=device, batch_size=args.batch_size
+        paths,
+        weights=args.weights,
+        top_k=args.top_k,
+        device=device,
+        batch_size=args.batch_size,
+        backend=args.backend,
     )
     for path, message in failures:
         print(f"lenet5 predict: error: {path}: {message}", file=sys.stderr)

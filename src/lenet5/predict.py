@@ -66,6 +66,8 @@ class Predictor:
         weights: Registry name, folder, ``.safetensors`` file or Hub repo id.
         device: Where to run the model.
         batch_size: Images per forward pass.
+        backend: ``"auto"`` (ONNX Runtime on the CPU when it is installed, else PyTorch),
+            ``"torch"`` or ``"onnxruntime"``; see :mod:`lenet5.runtime`.
 
     Example:
         >>> predictor = Predictor("DEFAULT")  # doctest: +SKIP
@@ -79,7 +81,9 @@ class Predictor:
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        backend: str = "auto",
     ) -> None:
+        from .runtime import inference_model
         from .weights import load_weights, resolve_pretrained
 
         resolved = resolve_pretrained(weights)
@@ -87,6 +91,9 @@ class Predictor:
         load_weights(self.model, resolved.tensors, name=resolved.source)
         self.model.to(device).eval()
         self.device = torch.device(device)
+        self._run = inference_model(self.model, backend)
+        #: The backend in use: ``"torch"`` or ``"onnxruntime"``.
+        self.backend = "torch" if self._run is self.model else "onnxruntime"
         self.batch_size = batch_size
         meta = resolved.metadata
         dataset = DATASETS.get(meta.get("dataset", "mnist"), DATASETS["mnist"])
@@ -108,7 +115,7 @@ class Predictor:
             batch = normalize(
                 images[start : start + self.batch_size].to(self.device), self.mean, self.std
             )
-            probs = torch.softmax(self.model(batch).float(), dim=1).cpu()
+            probs = torch.softmax(self._run(batch).float(), dim=1).cpu()
             values, indices = probs.topk(k, dim=1)
             for v, i in zip(values.tolist(), indices.tolist(), strict=True):
                 top = [Candidate(c, self.classes[c], p) for c, p in zip(i, v, strict=True)]
@@ -142,13 +149,14 @@ def predict_files(
     top_k: int = 3,
     device: str | torch.device = "cpu",
     batch_size: int = 256,
+    backend: str = "auto",
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """Classify image files; unreadable or blank ones are reported, not fatal.
 
     Returns:
         ``(predictions, failures)``, failures as ``(path, message)``.
     """
-    predictor = Predictor(weights, device=device, batch_size=batch_size)
+    predictor = Predictor(weights, device=device, batch_size=batch_size, backend=backend)
     inputs: list[torch.Tensor] = []
     kept: list[Path] = []
     failures: list[tuple[Path, str]] = []

@@ -18,6 +18,7 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig
+from .distributed import DistributedError
 from .plugins import ENTRY_POINT_GROUP, available_callbacks, create_callback
 from .state import TrainState
 from .trainer import EvalResult, Trainer, evaluate
@@ -34,6 +35,7 @@ __all__ = [
     "ConsoleLogger",
     "DeviceError",
     "DevicePlacement",
+    "DistributedError",
     "EarlyStopping",
     "EvalResult",
     "PeriodicValidation",

@@ -76,9 +76,13 @@ class Callback:
 
     Attributes:
         order: Position among the callbacks; lower runs first, ties keep list order.
+        rank_zero_only: Run the hooks only in the main process (rank 0) of a distributed
+            run, as loggers and checkpoint writers should. ``state.rank`` and
+            ``state.is_main_process`` are there for callbacks that decide for themselves.
     """
 
     order: ClassVar[int] = 0
+    rank_zero_only: ClassVar[bool] = False
 
     @property
     def key(self) -> str:
@@ -267,6 +271,8 @@ class DevicePlacement(Callback):
 
     def on_fit_start(self, state: TrainState) -> None:
         device = resolve_device(self.device if self.device is not None else state.config.device)
+        if state.world_size > 1 and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", state.local_rank)  # one GPU per process
         state.device = device
         state.model.to(device)
         from ..data import ImageSet
@@ -306,6 +312,7 @@ class ConsoleLogger(Callback):
     """
 
     order = 80
+    rank_zero_only = True
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream
@@ -333,6 +340,7 @@ class ProgressBar(Callback):
     """
 
     order = 100
+    rank_zero_only = True
 
     def __init__(self, refresh: int = 50, force: bool = False) -> None:
         self.refresh = refresh
@@ -393,6 +401,7 @@ class CSVLogger(Callback):
     """
 
     order = 85
+    rank_zero_only = True
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "epoch",
         "global_step",
@@ -458,6 +467,7 @@ class Checkpoint(Callback):
     """
 
     order = 90
+    rank_zero_only = True
 
     def __init__(self, directory: str | os.PathLike[str], every: int = 1, keep: int = 2) -> None:
         if every < 1 or keep < 0:

@@ -46,6 +46,7 @@ class TrainState:
         exception: The exception that ended the fit, in ``on_exception``.
         rank: This process's rank in distributed training (0 otherwise).
         world_size: Number of training processes (1 otherwise).
+        local_rank: This process's rank on its machine (its CUDA device index under DDP).
     """
 
     trainer: Trainer
@@ -67,6 +68,7 @@ class TrainState:
     exception: BaseException | None = None
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
     batch_in_epoch: int = 0
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
     _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)

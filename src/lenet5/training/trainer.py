@@ -11,7 +11,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ..augment import parse_augment
 from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, normalize
 from ..model import LeNet5
+from ..runtime import InferenceFn, OnnxRuntimeModel, inference_model
 from .callbacks import (
     HOOKS,
     Callback,
@@ -36,6 +37,16 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig, build_optimizer, build_scheduler
+from .distributed import (
+    ProcessGroup,
+    ShardedBatchSampler,
+    launch_ranks,
+    lost_contact,
+    resolve_strategy,
+    shard,
+    steps_per_epoch,
+    wrap_ddp,
+)
 from .engine import TrainStep
 from .plugins import resolve_callbacks
 from .state import TrainState
@@ -203,11 +214,16 @@ class Trainer:
                 stacklevel=2,
             )
         self.state: TrainState | None = None
+        self._bind_hooks(rank=0)
+
+    def _bind_hooks(self, rank: int) -> None:
+        """The overridden hooks of each kind, in order; rank-zero-only ones only on rank 0."""
         self._hooks = {
             hook: [
                 getattr(cb, hook)
                 for cb in self.callbacks
                 if getattr(type(cb), hook) is not getattr(Callback, hook)
+                and (rank == 0 or not cb.rank_zero_only)
             ]
             for hook in HOOKS
         }
@@ -249,6 +265,7 @@ class Trainer:
             The final :class:`~lenet5.training.state.TrainState` (metrics, history...).
         """
         config = self.config
+        strategy = resolve_strategy(config.strategy)
         train_set = as_image_set(train)
         val_set = as_image_set(val) if val is not None else None
         if val is None and config.val_split:
@@ -268,22 +285,46 @@ class Trainer:
             train_data=train_set,
             val_data=val_set if val_set is not None else val,  # type: ignore[arg-type]
         )
+        if strategy == "ddp":
+            state.rank, state.world_size, state.local_rank = launch_ranks()
+        self._bind_hooks(state.rank)
         self.state = state
+        self._group = ProcessGroup()
         try:
             self._call("on_fit_start", state)
-            if state.train_data is None:
+            if strategy == "ddp":
+                self._group = ProcessGroup.join(state.device.type, config.dist_timeout)
+            self._train_size = len(cast("Sized", train_set if train_set is not None else train))
+            if state.train_data is None or config.engine == "plain":
+                dataset = (
+                    state.train_data.to("cpu").as_dataset()
+                    if isinstance(state.train_data, ImageSet)
+                    else cast("Dataset[Any]", train)
+                )
                 state.train_data = DataLoader(
-                    cast("Dataset[Any]", train),
-                    batch_size=config.batch_size,
-                    shuffle=True,
-                    generator=state.generator,
+                    dataset,
+                    batch_sampler=ShardedBatchSampler(
+                        self._train_size,
+                        config.batch_size,
+                        state.rank,
+                        state.world_size,
+                        state.generator,
+                    ),
                     collate_fn=_collate,
                     pin_memory=state.device.type == "cuda",
                 )
-            if isinstance(state.train_data, ImageSet):
-                state.steps_per_epoch = math.ceil(len(state.train_data) / config.batch_size)
-            else:
-                state.steps_per_epoch = len(state.train_data)
+            state.steps_per_epoch = steps_per_epoch(
+                self._train_size, config.batch_size, state.world_size
+            )
+            if state.steps_per_epoch == 0:
+                raise DataError(
+                    f"{self._train_size} training examples cannot feed {state.world_size} "
+                    "processes; use more data or fewer processes"
+                )
+            if config.engine == "fast" and state.device.type == "cpu":
+                # oneDNN's convolutions are about 30% faster on LeNet-5's small feature maps
+                # in NHWC; the model goes back to the default layout when fit ends.
+                state.model.to(memory_format=torch.channels_last)
             state.optimizer = build_optimizer(config, state.model, state.device)
             state.scheduler = build_scheduler(
                 config, state.optimizer, state.steps_per_epoch * config.epochs
@@ -299,11 +340,12 @@ class Trainer:
                 else None
             )
             step = TrainStep(
-                state.model,
+                wrap_ddp(state.model, state.device) if state.world_size > 1 else state.model,
                 state.optimizer,
                 nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
                 state.scheduler,
                 ema=state.ema,
+                world_size=state.world_size,
             )
             state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
             if resume is not None:
@@ -329,14 +371,9 @@ class Trainer:
                     break  # stopped mid-epoch: no validation, no on_epoch_end
                 state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
                 if state.validate and state.val_data is not None:
-                    result = evaluate(
-                        state.ema.module if state.ema is not None else state.model,
-                        state.val_data,
-                        batch_size=config.eval_batch_size,
-                        norm=self._norm,
-                    )
-                    state.metrics["val_loss"] = result.loss
-                    state.metrics["val_accuracy"] = result.accuracy
+                    loss, accuracy = self._validate(state)
+                    state.metrics["val_loss"] = loss
+                    state.metrics["val_accuracy"] = accuracy
                     self._call("on_validation_end", state)
                 state.history.append(state.metrics)
                 self._call("on_epoch_end", state)
@@ -346,25 +383,65 @@ class Trainer:
             if state.ema is not None:
                 # The averaged weights are the result; the raw ones stay in checkpoints.
                 state.model.load_state_dict(state.ema.module.state_dict())
+            self._group.barrier()  # no process leaves while another still needs it
         except BaseException as exc:
-            state.exception = exc
+            failure = lost_contact(exc, state.rank) if state.world_size > 1 else exc
+            state.exception = failure
             for fn in self._hooks["on_exception"]:
                 try:
                     fn(state)
                 except Exception as hook_exc:  # never hide the original failure
                     warnings.warn(f"{fn!r} failed in on_exception: {hook_exc}", stacklevel=2)
-            raise
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            state.model.to(memory_format=torch.contiguous_format)
+            self._group.leave()
         return state
+
+    def _validate(self, state: TrainState) -> tuple[float, float]:
+        """Validation loss and accuracy (percent); under DDP each process takes a slice."""
+        model = state.ema.module if state.ema is not None else state.model
+        data = state.val_data
+        assert data is not None
+        batch_size = self.config.eval_batch_size
+        if state.world_size == 1:
+            result = evaluate(model, data, batch_size=batch_size, norm=self._norm)
+            return result.loss, result.accuracy
+        indices = shard(torch.arange(len(data)), state.rank, state.world_size)
+        part = (
+            data.subset(indices)
+            if isinstance(data, ImageSet)
+            else torch.utils.data.Subset(data, indices.tolist())
+        )
+        totals = torch.zeros(3, dtype=torch.float64, device=state.device)
+        if len(indices):
+            result = evaluate(model, part, batch_size=batch_size, norm=self._norm)
+            totals[0], totals[1], totals[2] = (
+                result.loss * result.total,
+                result.correct,
+                result.total,
+            )
+        self._group.all_reduce(totals)
+        loss_sum, correct, total = totals.tolist()
+        return loss_sum / total, 100.0 * correct / total
 
     def _batches(self, state: TrainState, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's batches after the first ``skip`` (those a resumed run already did)."""
         data = state.train_data
         if isinstance(data, ImageSet):
-            # The fast path: one permutation per epoch, batches sliced on the device.
+            # The fast path: one permutation per epoch, batches sliced on the device. Under
+            # DDP every process draws the same permutation and takes its slice of each
+            # global batch.
             perm = torch.randperm(len(data), generator=state.generator).to(data.device)
-            bs = self.config.batch_size
-            for start in range(skip * bs, len(data), bs):
-                idx = perm[start : start + bs]
+            global_batch = self.config.batch_size * state.world_size
+            for step in range(skip, state.steps_per_epoch):
+                idx = shard(
+                    perm[step * global_batch : (step + 1) * global_batch],
+                    state.rank,
+                    state.world_size,
+                )
                 yield self._input(data.images[idx], data.mean, data.std, state), data.labels[idx]
         else:
             assert data is not None
@@ -407,10 +484,16 @@ class Trainer:
         start_hooks, end_hooks = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
         if state.stop_requested:  # asked for in on_fit_start or on_epoch_start
             return self._finish_epoch_metrics(state, loss_sum)
+        global_batch = self.config.batch_size * state.world_size
         for inputs, targets in self._batches(state, skip=state.batch_in_epoch):
             for fn in start_hooks:
                 fn(state)
-            loss, correct = step(inputs, targets)
+            if state.world_size > 1:
+                start = state.batch_in_epoch * global_batch
+                share = targets.shape[0] / min(global_batch, self._train_size - start)
+                loss, correct = step(inputs, targets, share)
+            else:
+                loss, correct = step(inputs, targets)
             state._batch_loss = loss
             loss_sum += loss
             correct_sum += correct
@@ -423,9 +506,24 @@ class Trainer:
                 break
         self._finish_epoch_metrics(state, loss_sum)
 
-    @staticmethod
-    def _finish_epoch_metrics(state: TrainState, loss_sum: torch.Tensor) -> None:
+    def _finish_epoch_metrics(self, state: TrainState, loss_sum: torch.Tensor) -> None:
         # One synchronisation per epoch, not per step.
+        if state.world_size > 1:
+            assert state._epoch_correct is not None
+            totals = torch.stack(
+                [
+                    loss_sum.to(torch.float64),
+                    state._epoch_correct.to(torch.float64),
+                    torch.tensor(
+                        float(state._epoch_seen), dtype=torch.float64, device=state.device
+                    ),
+                ]
+            )
+            self._group.all_reduce(totals)
+            loss_total, correct, seen = totals.tolist()
+            state.metrics["loss"] = loss_total / max(state.batch_in_epoch, 1)
+            state.metrics["accuracy"] = 100.0 * correct / seen if seen else float("nan")
+            return
         state.metrics["loss"] = float(loss_sum) / max(state.batch_in_epoch, 1)
         state.metrics["accuracy"] = state.epoch_accuracy
 
@@ -512,26 +610,39 @@ class Trainer:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | OnnxRuntimeModel,
     data: ImageSet | Dataset[Any],
     *,
     batch_size: int = 2048,
     norm: tuple[float, float] | None = None,
+    backend: str = "torch",
 ) -> EvalResult:
     """Evaluate ``model`` on ``data`` in batches on the model's device.
 
     Args:
-        model: A classifier returning logits.
+        model: A classifier returning logits, or an
+            :class:`~lenet5.runtime.OnnxRuntimeModel` built from one (so that repeated
+            evaluations convert the model once).
         data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
         batch_size: Examples per forward pass.
         norm: ``(mean, std)`` for ``uint8`` images from a plain dataset (MNIST's by default).
+        backend: ``"torch"``, ``"onnxruntime"`` (CPU), or ``"auto"`` (ONNX Runtime on the CPU
+            when installed); see :mod:`lenet5.runtime`.
+
+    Raises:
+        DataError: If ``data`` is empty.
+        ValueError: For an unknown backend or one that cannot run on the model's device.
 
     Returns:
         An :class:`EvalResult`.
     """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    run: InferenceFn
+    if isinstance(model, OnnxRuntimeModel):
+        device, was_training, run = torch.device("cpu"), False, model
+    else:
+        device = next(model.parameters()).device
+        was_training = model.training
+        run = inference_model(model, backend)  # also puts the model in eval mode
     # float64 where the device has it (MPS has not).
     loss_dtype = torch.float32 if device.type == "mps" else torch.float64
     loss_sum = torch.zeros((), dtype=loss_dtype, device=device)
@@ -559,7 +670,7 @@ def evaluate(
                 inputs = normalize(images, mean, std)
             else:
                 inputs = images if images.dim() == 4 else images.unsqueeze(1)
-            logits = model(inputs)
+            logits = run(inputs).to(device)
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
             num_classes = logits.shape[1]
             predicted = logits.argmax(dim=1)
@@ -570,7 +681,8 @@ def evaluate(
             confusion = counts if confusion is None else confusion + counts
             total += labels.shape[0]
     finally:
-        model.train(was_training)
+        if isinstance(model, nn.Module):
+            model.train(was_training)
     if confusion is None or total == 0:
         raise DataError("cannot evaluate on empty data")
     confusion = confusion.cpu()
