@@ -181,9 +181,7 @@ def test_two_processes_equal_one_process_with_the_global_batch(
     tmp_path: Path, mnist_dir: Path, train_2k: ImageSet, mnist_test: ImageSet
 ) -> None:
     # 2 x 16 per step = the single process's 32; 4 epochs of 63 steps, validation each epoch.
-    done = torchrun(
-        tmp_path, _args(mnist_dir, tmp_path / "ddp", batch_size=16, ema=0.99, epochs=4)
-    )
+    done = torchrun(tmp_path, _args(mnist_dir, tmp_path / "ddp", batch_size=16, ema=0.99, epochs=4))
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in (0, 1)]
     assert ranks[0]["world_size"] == 2
@@ -342,3 +340,16 @@ def test_torchrun_runs_the_cli_as_is(tmp_path: Path, small_mnist_dir: Path) -> N
     from lenet5 import LeNet5
 
     LeNet5.from_pretrained(out)
+
+
+def test_cli_ddp_without_torchrun_is_a_usage_error(
+    small_mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_helpers import run_main
+
+    code = run_main(
+        "train", "--data-dir", small_mnist_dir, "--strategy", "ddp", "--out", tmp_path / "r"
+    )
+    assert code == 2
+    assert "start the run with torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing written

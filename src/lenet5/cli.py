@@ -290,7 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import Checkpoint, CSVLogger, Trainer, UnknownCallbackError
     from .training.callbacks import resolve_device
     from .training.checkpoint import atomic_write_text, find_checkpoint
-    from .training.distributed import is_main_process
+    from .training.distributed import DistributedError, is_main_process, resolve_strategy
 
     base: dict[str, Any] = {}
     if args.resume is not None:
@@ -340,6 +340,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     # Fail before anything is loaded or written.
     resolve_device(config.device)
+    try:
+        resolve_strategy(config.strategy)
+    except DistributedError as exc:
+        raise UsageError(str(exc)) from None
     train_set = load_dataset(dataset, args.data_dir, split="train", download=args.download)
     test_set = load_dataset(dataset, args.data_dir, split="test", download=False)
     # Under torchrun every process runs this command; only rank 0 writes and prints.
