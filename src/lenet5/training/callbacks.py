@@ -272,6 +272,13 @@ class DevicePlacement(Callback):
     def on_fit_start(self, state: TrainState) -> None:
         device = resolve_device(self.device if self.device is not None else state.config.device)
         if state.world_size > 1 and device.type == "cuda" and device.index is None:
+            if state.local_rank >= torch.cuda.device_count():
+                raise DeviceError(
+                    f"process {state.rank} (local rank {state.local_rank}) has no GPU of its "
+                    f"own: {torch.cuda.device_count()} present; start at most that many "
+                    "processes per machine (--nproc_per_node), or train on the CPU "
+                    "(--device cpu)"
+                )
             device = torch.device("cuda", state.local_rank)  # one GPU per process
         state.device = device
         state.model.to(device)
