@@ -32,6 +32,13 @@ def main() -> None:
     parser.add_argument("--recipe", required=True, help="the exact command that trained it")
     parser.add_argument("--notes", default="", help="how the recipe was chosen")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--seed-accuracies",
+        type=float,
+        nargs="+",
+        default=[],
+        help="test accuracy of the recipe with seeds 0, 1, 2... (this run is seed 0)",
+    )
     args = parser.parse_args()
 
     train_config = json.loads((args.run / "train_config.json").read_text())
@@ -79,6 +86,7 @@ def main() -> None:
         recipe={entry.recipe!r},
         torch_version="{entry.torch_version}",
         notes={entry.notes!r},
+        seed_accuracies={tuple(args.seed_accuracies)!r},
     ),""")
 
 

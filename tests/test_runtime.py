@@ -140,7 +140,10 @@ def test_other_layouts_export_through_torch_onnx(tmp_path: Path) -> None:
 def test_cli_backends_agree(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = {}
     for backend in ("torch", "onnxruntime"):
-        assert run_main("evaluate", "--data-dir", mnist_dir, "--backend", backend) == 0
+        code = run_main(
+            "evaluate", "--data-dir", mnist_dir, "--weights", "mnist-v2", "--backend", backend
+        )
+        assert code == 0
         lines[backend] = capsys.readouterr().out.splitlines()[0]
     assert lines["torch"] == lines["onnxruntime"] == "Final | Test Accuracy: 99.37%"
     assert run_main("evaluate", "--data-dir", mnist_dir, "--backend", "tpu") == 2

@@ -57,8 +57,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training options (default: the reference recipe)")
     g.add_argument(
         "--recipe",
-        help="start from a named recipe: reference, fast, mnist-v1, mnist-v2 (the options "
-        "below override it)",
+        help="start from a named recipe: reference, fast, mnist-v1, mnist-v2, mnist-v3 (the "
+        "options below override it)",
     )
     g.add_argument("--epochs", type=int, help="passes over the training data (100)")
     g.add_argument("--batch-size", type=int, help="examples per step (32)")

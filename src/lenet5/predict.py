@@ -14,6 +14,7 @@ import torch
 from .data import DATASETS, MNIST_MEAN, MNIST_STD, DataError
 from .model import LeNet5
 from .preprocess import ImageError, to_mnist
+from .runtime import inference_model, torch_threads_for
 
 __all__ = ["Candidate", "Prediction", "Predictor", "predict_files"]
 
@@ -83,7 +84,6 @@ class Predictor:
         batch_size: int = 256,
         backend: str = "auto",
     ) -> None:
-        from .runtime import inference_model
         from .weights import load_weights, resolve_pretrained
 
         resolved = resolve_pretrained(weights)
@@ -107,10 +107,13 @@ class Predictor:
     @torch.inference_mode()
     def predict_tensor(self, images: torch.Tensor, *, top_k: int = 3) -> list[Prediction]:
         """Classify MNIST-like ``uint8`` images of shape ``(N, 28, 28)``."""
+        with torch_threads_for(self._run):
+            return self._predict_batches(images, min(top_k, len(self.classes)))
+
+    def _predict_batches(self, images: torch.Tensor, k: int) -> list[Prediction]:
         from .data import normalize
 
         out: list[Prediction] = []
-        k = min(top_k, len(self.classes))
         for start in range(0, images.shape[0], self.batch_size):
             batch = normalize(
                 images[start : start + self.batch_size].to(self.device), self.mean, self.std

@@ -75,6 +75,20 @@ RECIPES: dict[str, dict[str, Any]] = {
         "ema_decay": 0.999,
         "augment": "affine",
     },
+    # The recipe of the bundled mnist-v3 weights: mnist-v2 trained for 60 epochs, chosen on
+    # the same validation split (99.32%, against 99.22% for 40 epochs and 99.26% for 40
+    # epochs with elastic distortion added).
+    "mnist-v3": {
+        "epochs": 60,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "onecycle",
+        "label_smoothing": 0.05,
+        "ema_decay": 0.999,
+        "augment": "affine",
+    },
 }
 
 

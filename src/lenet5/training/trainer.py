@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ..augment import parse_augment
 from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, normalize
 from ..model import LeNet5
-from ..runtime import InferenceFn, OnnxRuntimeModel, inference_model
+from ..runtime import InferenceFn, OnnxRuntimeModel, inference_model, torch_threads_for
 from .callbacks import (
     HOOKS,
     Callback,
@@ -663,23 +663,24 @@ def evaluate(
             cast("Dataset[Any]", data), batch_size=batch_size, shuffle=False, collate_fn=_collate
         )
     try:
-        for images, labels in chunks:
-            images = images.to(device)
-            labels = labels.to(device)
-            if images.dtype == torch.uint8:
-                inputs = normalize(images, mean, std)
-            else:
-                inputs = images if images.dim() == 4 else images.unsqueeze(1)
-            logits = run(inputs).to(device)
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-            num_classes = logits.shape[1]
-            predicted = logits.argmax(dim=1)
-            predictions.append(predicted)
-            counts = torch.bincount(
-                labels * num_classes + predicted, minlength=num_classes**2
-            ).reshape(num_classes, num_classes)
-            confusion = counts if confusion is None else confusion + counts
-            total += labels.shape[0]
+        with torch_threads_for(run):
+            for images, labels in chunks:
+                images = images.to(device)
+                labels = labels.to(device)
+                if images.dtype == torch.uint8:
+                    inputs = normalize(images, mean, std)
+                else:
+                    inputs = images if images.dim() == 4 else images.unsqueeze(1)
+                logits = run(inputs).to(device)
+                loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+                num_classes = logits.shape[1]
+                predicted = logits.argmax(dim=1)
+                predictions.append(predicted)
+                counts = torch.bincount(
+                    labels * num_classes + predicted, minlength=num_classes**2
+                ).reshape(num_classes, num_classes)
+                confusion = counts if confusion is None else confusion + counts
+                total += labels.shape[0]
     finally:
         if isinstance(model, nn.Module):
             model.train(was_training)
