@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeAlias
 import torch
 from torch import nn
 
-from .export import ExportError, _core, _in_channels, check_outputs, onnx_bytes
+from .export import ExportError, _core, _in_channels, _require_onnx, check_outputs, onnx_bytes
 
 __all__ = [
     "BACKENDS",
@@ -75,10 +75,7 @@ class OnnxRuntimeModel:
     """
 
     def __init__(self, model: nn.Module, *, threads: int | None = None, opset: int = 18) -> None:
-        if not onnxruntime_available():
-            raise ExportError(
-                "the onnxruntime backend needs onnx and onnxruntime: pip install 'lenet5[onnx]'"
-            )
+        _require_onnx("onnx", "onnxruntime")
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -150,10 +147,7 @@ def resolve_backend(backend: str, device: torch.device | str) -> Literal["torch"
                 f"the onnxruntime backend runs on the CPU, not {device}; use backend='torch' "
                 "(--backend torch) on an accelerator"
             )
-        if not onnxruntime_available():
-            raise ExportError(
-                "the onnxruntime backend needs onnx and onnxruntime: pip install 'lenet5[onnx]'"
-            )
+        _require_onnx("onnx", "onnxruntime")
         return "onnxruntime"
     if backend == "auto":
         return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"

@@ -21,13 +21,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from .config import STRATEGIES
-
 __all__ = [
-    "STRATEGIES",
     "DistributedError",
     "ProcessGroup",
     "ShardedBatchSampler",
+    "global_batch",
     "is_main_process",
     "launch_ranks",
     "launched_by_torchrun",
@@ -186,6 +184,12 @@ class ProcessGroup:
             self.owned = False
 
 
+def global_batch(step: int, size: int, batch_size: int, world_size: int) -> slice:
+    """Positions in the epoch's permutation of step ``step``'s global batch (all processes)."""
+    start = step * batch_size * world_size
+    return slice(start, min(start + batch_size * world_size, size))
+
+
 def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This rank's slice of one global batch of indices (sizes differ by at most one)."""
     if world_size == 1:
@@ -232,10 +236,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = torch.randperm(self.size, generator=self.generator)
-        global_batch = self.batch_size * self.world_size
         for step in range(len(self)):
-            indices = perm[step * global_batch : (step + 1) * global_batch]
-            yield shard(indices, self.rank, self.world_size).tolist()
+            positions = global_batch(step, self.size, self.batch_size, self.world_size)
+            yield shard(perm[positions], self.rank, self.world_size).tolist()
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> Any:

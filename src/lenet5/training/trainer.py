@@ -40,6 +40,7 @@ from .config import TrainConfig, build_optimizer, build_scheduler
 from .distributed import (
     ProcessGroup,
     ShardedBatchSampler,
+    global_batch,
     launch_ranks,
     lost_contact,
     resolve_strategy,
@@ -435,13 +436,10 @@ class Trainer:
             # DDP every process draws the same permutation and takes its slice of each
             # global batch.
             perm = torch.randperm(len(data), generator=state.generator).to(data.device)
-            global_batch = self.config.batch_size * state.world_size
+            bs, world = self.config.batch_size, state.world_size
             for step in range(skip, state.steps_per_epoch):
-                idx = shard(
-                    perm[step * global_batch : (step + 1) * global_batch],
-                    state.rank,
-                    state.world_size,
-                )
+                positions = global_batch(step, len(data), bs, world)
+                idx = shard(perm[positions], state.rank, world)
                 yield self._input(data.images[idx], data.mean, data.std, state), data.labels[idx]
         else:
             assert data is not None
@@ -484,13 +482,13 @@ class Trainer:
         start_hooks, end_hooks = self._hooks["on_batch_start"], self._hooks["on_batch_end"]
         if state.stop_requested:  # asked for in on_fit_start or on_epoch_start
             return self._finish_epoch_metrics(state, loss_sum)
-        global_batch = self.config.batch_size * state.world_size
+        bs, world = self.config.batch_size, state.world_size
         for inputs, targets in self._batches(state, skip=state.batch_in_epoch):
             for fn in start_hooks:
                 fn(state)
-            if state.world_size > 1:
-                start = state.batch_in_epoch * global_batch
-                share = targets.shape[0] / min(global_batch, self._train_size - start)
+            if world > 1:
+                positions = global_batch(state.batch_in_epoch, self._train_size, bs, world)
+                share = targets.shape[0] / (positions.stop - positions.start)
                 loss, correct = step(inputs, targets, share)
             else:
                 loss, correct = step(inputs, targets)
