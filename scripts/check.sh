@@ -8,6 +8,8 @@ ruff check .
 ruff format --check .
 echo "== mypy --strict src/"
 mypy --strict src/
+echo "== import layers (lint-imports)"
+lint-imports
 echo "== pytest"
 pytest
 echo "== sphinx (warnings are errors)"

@@ -1,36 +1,17 @@
-"""The callback API and built-in callbacks (``from lenet5.callbacks import Checkpoint``).
+"""Kept so that ``from lenet5.callbacks import Checkpoint`` in older code keeps working.
 
-This module re-exports :mod:`lenet5.training.callbacks`; see there for the definitions.
+The callbacks are defined in :mod:`lenet5.training.callbacks`; import them from
+:mod:`lenet5` (``from lenet5 import Checkpoint``).
 """
 
-from .training.callbacks import (
-    HOOKS,
-    Callback,
-    CallbackError,
-    Checkpoint,
-    ConsoleLogger,
-    CSVLogger,
-    DeviceError,
-    DevicePlacement,
-    EarlyStopping,
-    PeriodicValidation,
-    ProgressBar,
-    Seeding,
-    Timer,
-)
+from __future__ import annotations
 
-__all__ = [
-    "HOOKS",
-    "CSVLogger",
-    "Callback",
-    "CallbackError",
-    "Checkpoint",
-    "ConsoleLogger",
-    "DeviceError",
-    "DevicePlacement",
-    "EarlyStopping",
-    "PeriodicValidation",
-    "ProgressBar",
-    "Seeding",
-    "Timer",
-]
+import importlib
+from typing import Any
+
+__all__: list[str] = []
+
+
+def __getattr__(name: str) -> Any:
+    root = __name__.rpartition(".")[0]  # hubconf.py loads the package under a private name
+    return getattr(importlib.import_module(f"{root}.training.callbacks"), name)

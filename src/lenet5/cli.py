@@ -151,7 +151,7 @@ def _check_backend(backend: str, device: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``lenet5``."""
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="lenet5", description="Train, evaluate and use LeNet-5 on MNIST."
@@ -285,11 +285,12 @@ def _config_from_args(args: argparse.Namespace, base: dict[str, Any] | None) -> 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lenet5 train``."""
+    from ._io import atomic_write_text
     from .data import load_dataset
+    from .devices import resolve_device
     from .model import LeNet5
     from .training import Checkpoint, CSVLogger, Trainer, UnknownCallbackError
-    from .training.callbacks import resolve_device
-    from .training.checkpoint import atomic_write_text, find_checkpoint
+    from .training.checkpoint import find_checkpoint
     from .training.distributed import DistributedError, is_main_process, resolve_strategy
 
     base: dict[str, Any] = {}
@@ -498,7 +499,7 @@ def _device(spec: str) -> Any:
     """``--device`` as a torch device: a malformed name is a usage error, absent CUDA is not."""
     import torch
 
-    from .training.callbacks import resolve_device
+    from .devices import resolve_device
 
     try:
         torch.device(spec) if spec != "auto" else None
@@ -546,7 +547,7 @@ def _weights_dataset(weights: str) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lenet5 evaluate``."""
     from .data import load_dataset
-    from .training.trainer import evaluate
+    from .inference import evaluate
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -694,7 +695,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import __version__, weights
+    from . import weights
+    from ._version import __version__
     from .data import DATA_DIR_ENV, DataError, find_data_dir
     from .training.plugins import available_callbacks
 

@@ -63,7 +63,7 @@ def _atomic_path(path: Path):  # type: ignore[no-untyped-def]
     os.close(fd)
     try:
         yield Path(tmp)
-        from .training.checkpoint import make_readable
+        from ._io import make_readable
 
         make_readable(tmp)
         os.replace(tmp, path)

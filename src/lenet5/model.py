@@ -136,7 +136,7 @@ class LeNet5(nn.Module):
         Returns:
             The folder.
         """
-        from .training.checkpoint import atomic_write_text
+        from ._io import atomic_write_text
         from .weights import save_weights
 
         folder = Path(save_directory)

@@ -41,7 +41,7 @@ def require_matplotlib() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from .training.checkpoint import make_readable
+    from ._io import make_readable
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def save_weights(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt", **(metadata or {})})
-        from .training.checkpoint import make_readable
+        from ._io import make_readable
 
         make_readable(tmp)
         os.replace(tmp, path)

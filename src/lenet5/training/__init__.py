@@ -1,52 +1,52 @@
-"""Training: the Trainer, its configuration, state, callbacks and plugins."""
+"""Training: the Trainer, its configuration, state, callbacks, checkpoints and plugins.
 
-from .callbacks import (
-    HOOKS,
-    Callback,
-    CallbackError,
-    Checkpoint,
-    ConsoleLogger,
-    CSVLogger,
-    DeviceError,
-    DevicePlacement,
-    EarlyStopping,
-    PeriodicValidation,
-    ProgressBar,
-    Seeding,
-    Timer,
-    UnknownCallbackError,
-)
-from .checkpoint import CheckpointError
-from .config import ConfigError, TrainConfig
-from .distributed import DistributedError
-from .plugins import ENTRY_POINT_GROUP, available_callbacks, create_callback
-from .state import TrainState
-from .trainer import EvalResult, Trainer, evaluate
+Import the everyday names from :mod:`lenet5` (``from lenet5 import Trainer, Checkpoint``)
+and the rest from their modules (``from lenet5.training.plugins import create_callback``).
+The names this package gave before the package was layered still resolve here, so older
+code keeps working; nothing is imported until it is used.
+"""
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "HOOKS",
-    "CSVLogger",
-    "Callback",
-    "CallbackError",
-    "Checkpoint",
-    "CheckpointError",
-    "ConfigError",
-    "ConsoleLogger",
-    "DeviceError",
-    "DevicePlacement",
-    "DistributedError",
-    "EarlyStopping",
-    "EvalResult",
-    "PeriodicValidation",
-    "ProgressBar",
-    "Seeding",
-    "Timer",
-    "TrainConfig",
-    "TrainState",
-    "Trainer",
-    "UnknownCallbackError",
-    "available_callbacks",
-    "create_callback",
-    "evaluate",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__: list[str] = []
+
+# Names older code imports from lenet5.training -> the module that defines each.
+_COMPATIBLE = {
+    "HOOKS": "training.callbacks",
+    "CSVLogger": "training.callbacks",
+    "Callback": "training.callbacks",
+    "CallbackError": "training.callbacks",
+    "Checkpoint": "training.callbacks",
+    "ConsoleLogger": "training.callbacks",
+    "DevicePlacement": "training.callbacks",
+    "EarlyStopping": "training.callbacks",
+    "PeriodicValidation": "training.callbacks",
+    "ProgressBar": "training.callbacks",
+    "Seeding": "training.callbacks",
+    "Timer": "training.callbacks",
+    "UnknownCallbackError": "training.callbacks",
+    "DeviceError": "devices",
+    "CheckpointError": "training.checkpoint",
+    "ConfigError": "training.config",
+    "TrainConfig": "training.config",
+    "DistributedError": "training.distributed",
+    "ENTRY_POINT_GROUP": "training.plugins",
+    "available_callbacks": "training.plugins",
+    "create_callback": "training.plugins",
+    "TrainState": "training.state",
+    "Trainer": "training.trainer",
+    "EvalResult": "inference",
+    "evaluate": "inference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _COMPATIBLE.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lenet5.training' has no attribute {name!r}")
+    # Relative to the package root: hubconf.py loads this package under a private name.
+    root = __name__.rpartition(".")[0]
+    return getattr(importlib.import_module(f"{root}.{home}"), name)

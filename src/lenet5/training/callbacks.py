@@ -22,6 +22,8 @@ from typing import IO, Any, ClassVar
 
 import torch
 
+from .._io import atomic_write_text
+from ..devices import DeviceError, resolve_device
 from .state import TrainState
 
 __all__ = [
@@ -31,7 +33,6 @@ __all__ = [
     "CallbackError",
     "Checkpoint",
     "ConsoleLogger",
-    "DeviceError",
     "DevicePlacement",
     "EarlyStopping",
     "PeriodicValidation",
@@ -40,7 +41,6 @@ __all__ = [
     "Timer",
     "UnknownCallbackError",
     "check_callback",
-    "resolve_device",
 ]
 
 #: The hook names, in the order a fit calls them.
@@ -62,10 +62,6 @@ class CallbackError(TypeError):
 
 class UnknownCallbackError(CallbackError, LookupError):
     """No built-in or plugin callback has the name asked for."""
-
-
-class DeviceError(RuntimeError):
-    """The requested device is not available."""
 
 
 class Callback:
@@ -145,33 +141,6 @@ def check_callback(callback: object) -> None:
             raise CallbackError(
                 f"{type(callback).__name__}.{name} is not a hook{hint} (hooks: {', '.join(HOOKS)})"
             )
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into an available device.
-
-    Raises:
-        DeviceError: If CUDA (or that CUDA device) is requested but not available.
-    """
-    if str(spec) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {str(spec)!r} requested but CUDA is not available "
-                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
-                "use --device cpu or --device auto"
-            )
-        index = device.index or 0
-        if index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {str(spec)!r} requested but only {torch.cuda.device_count()} CUDA "
-                "device(s) are present"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError("device 'mps' requested but MPS is not available; use --device cpu")
-    return device
 
 
 class Seeding(Callback):
@@ -436,8 +405,6 @@ class CSVLogger(Callback):
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: _csv_value(k, r.get(k)) for k in columns})
-        from .checkpoint import atomic_write_text
-
         atomic_write_text(self.path, buffer.getvalue())
 
     def state_dict(self) -> dict[str, Any]:

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .._io import atomic_write_text, make_readable
+
 if TYPE_CHECKING:
     from .state import TrainState
 
 __all__ = [
     "CheckpointError",
-    "atomic_write_text",
     "find_checkpoint",
     "load_checkpoint",
-    "make_readable",
     "prune_checkpoints",
     "save_checkpoint",
 ]
@@ -47,30 +47,6 @@ _FORMAT_VERSION = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or does not match the run resuming from it."""
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def make_readable(path: str | os.PathLike[str], directory: bool = False) -> None:
-    """Give a file made by :mod:`tempfile` (mode 0600) the usual permissions under the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
 def save_checkpoint(directory: str | os.PathLike[str], state: TrainState) -> Path:

@@ -10,10 +10,13 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import torch
-from torch import nn
+from ..devices import is_device_spec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "ENGINES",
@@ -25,16 +28,14 @@ __all__ = [
     "OptimizerFactory",
     "SchedulerFactory",
     "TrainConfig",
-    "build_optimizer",
-    "build_scheduler",
 ]
 
 #: Builds an optimizer from the model's parameters.
-OptimizerFactory: TypeAlias = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+OptimizerFactory: TypeAlias = "Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]"
 #: Builds a learning-rate scheduler from the optimizer and the total number of steps.
-SchedulerFactory: TypeAlias = Callable[
-    [torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler
-]
+SchedulerFactory: TypeAlias = (
+    "Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]"
+)
 
 #: Optimizer names accepted by ``optimizer=``.
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -225,13 +226,10 @@ class TrainConfig:
             raise ConfigError(
                 f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}"
             )
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, ValueError):
-                raise ConfigError(
-                    f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-                ) from None
+        if not is_device_spec(self.device):
+            raise ConfigError(
+                f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+            )
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -292,58 +290,3 @@ def _positive_int(name: str, value: object) -> None:
 def _non_negative_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-
-
-def build_optimizer(
-    config: TrainConfig, model: nn.Module, device: torch.device
-) -> torch.optim.Optimizer:
-    """Create the optimizer the config names, using the fastest correct implementation."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    factory = config.optimizer
-    if callable(factory):
-        return factory(params)
-    name = factory.lower()
-    # Fused kernels do the same arithmetic as the for-loop version in one launch; they
-    # exist for CUDA and, since torch 2.4, for the CPU. The plain engine keeps the default.
-    fused = _fused_available(device) if config.engine == "fast" else None
-    if name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    if name == "adamw":
-        return torch.optim.AdamW(
-            params, lr=config.lr, weight_decay=config.weight_decay, fused=fused
-        )
-    return torch.optim.SGD(
-        params,
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.momentum > 0,
-        weight_decay=config.weight_decay,
-    )
-
-
-def _fused_available(device: torch.device) -> bool | None:
-    if device.type == "cuda":
-        return True
-    if device.type == "cpu":
-        major, minor = (int(p) for p in torch.__version__.split(".")[:2])
-        return True if (major, minor) >= (2, 4) else None
-    return None
-
-
-def build_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Create the per-batch learning-rate scheduler the config names, or ``None``."""
-    sched = config.scheduler
-    if sched is None:
-        return None
-    if callable(sched):
-        return sched(optimizer, total_steps)
-    name = sched.lower()
-    if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=max(total_steps, 1)
-    )

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sized
-from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..augment import parse_augment
-from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, normalize
+from ..data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, as_image_set, collate, normalize
+from ..inference import EvalResult, evaluate
 from ..model import LeNet5
-from ..runtime import InferenceFn, OnnxRuntimeModel, inference_model, torch_threads_for
 from .callbacks import (
     HOOKS,
     Callback,
@@ -36,7 +33,7 @@ from .callbacks import (
     Timer,
 )
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig, build_optimizer, build_scheduler
+from .config import TrainConfig
 from .distributed import (
     ProcessGroup,
     ShardedBatchSampler,
@@ -49,97 +46,14 @@ from .distributed import (
     wrap_ddp,
 )
 from .engine import TrainStep
+from .optim import build_optimizer, build_scheduler
 from .plugins import resolve_callbacks
 from .state import TrainState
 
-__all__ = ["EvalResult", "Trainer", "as_image_set", "evaluate"]
+__all__ = ["Trainer"]
 
 #: Config fields that may differ between a checkpoint and the run resuming from it.
 _RESUMABLE_CHANGES = {"epochs", "device", "verbose", "eval_batch_size", "val_every"}
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """The outcome of :meth:`Trainer.evaluate`.
-
-    Attributes:
-        loss: Mean cross-entropy loss.
-        accuracy: Accuracy in percent (``98.85`` means 98.85%).
-        correct: Number of correctly classified examples.
-        total: Number of examples.
-        confusion: ``(C, C)`` int64 tensor; row = true class, column = predicted class.
-        predictions: The predicted class of every example, in data order (int64, CPU).
-    """
-
-    loss: float
-    accuracy: float
-    correct: int
-    total: int
-    confusion: torch.Tensor
-    predictions: torch.Tensor
-
-    @property
-    def per_class_accuracy(self) -> list[float]:
-        """Accuracy of each true class in percent (``nan`` for a class with no examples)."""
-        totals = self.confusion.sum(dim=1)
-        return [
-            100.0 * float(self.confusion[c, c]) / float(t) if t else math.nan
-            for c, t in enumerate(totals.tolist())
-        ]
-
-
-def as_image_set(data: object) -> ImageSet | None:
-    """Return ``data`` as an :class:`ImageSet` when that needs no per-sample work, else ``None``.
-
-    Recognised: an ``ImageSet``; a :class:`~torch.utils.data.TensorDataset` of ``uint8``
-    images ``(N, H, W)`` or ``(N, 1, H, W)`` and integer labels; torchvision's ``MNIST`` family
-    without transforms.
-    """
-    if isinstance(data, ImageSet):
-        return data
-    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
-        images, labels = data.tensors
-        if images.dtype == torch.uint8 and not labels.is_floating_point():
-            if images.dim() == 4 and images.shape[1] == 1:
-                images = images[:, 0]
-            if images.dim() == 3:
-                return ImageSet(images, labels.long(), name="TensorDataset")
-        return None
-    try:
-        from torchvision.datasets import MNIST, FashionMNIST
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        return None
-    if (
-        isinstance(data, MNIST)
-        and data.transform is None
-        and data.target_transform is None
-        and data.data.dtype == torch.uint8
-    ):
-        from ..data import DATASETS
-
-        info = DATASETS["fashion-mnist" if isinstance(data, FashionMNIST) else "mnist"]
-        return ImageSet(
-            data.data,
-            data.targets.long(),
-            classes=info.classes,
-            mean=info.mean,
-            std=info.std,
-            name=f"torchvision {type(data).__name__}",
-        )
-    return None
-
-
-def _collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate ``(image, label)`` pairs where images may be PIL images or tensors."""
-    images = []
-    for image, _ in batch:
-        if not isinstance(image, torch.Tensor):
-            from torchvision.transforms.functional import pil_to_tensor
-
-            image = pil_to_tensor(image)
-        images.append(image)
-    labels = torch.as_tensor([int(label) for _, label in batch], dtype=torch.long)
-    return torch.stack(images), labels
 
 
 class Trainer:
@@ -311,7 +225,7 @@ class Trainer:
                         state.world_size,
                         state.generator,
                     ),
-                    collate_fn=_collate,
+                    collate_fn=collate,
                     pin_memory=state.device.type == "cuda",
                 )
             state.steps_per_epoch = steps_per_epoch(
@@ -604,93 +518,3 @@ class Trainer:
             batch_size=batch_size or self.config.eval_batch_size,
             norm=getattr(self, "_norm", None),
         )
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module | OnnxRuntimeModel,
-    data: ImageSet | Dataset[Any],
-    *,
-    batch_size: int = 2048,
-    norm: tuple[float, float] | None = None,
-    backend: str = "torch",
-) -> EvalResult:
-    """Evaluate ``model`` on ``data`` in batches on the model's device.
-
-    Args:
-        model: A classifier returning logits, or an
-            :class:`~lenet5.runtime.OnnxRuntimeModel` built from one (so that repeated
-            evaluations convert the model once).
-        data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
-        batch_size: Examples per forward pass.
-        norm: ``(mean, std)`` for ``uint8`` images from a plain dataset (MNIST's by default).
-        backend: ``"torch"``, ``"onnxruntime"`` (CPU), or ``"auto"`` (ONNX Runtime on the CPU
-            when installed); see :mod:`lenet5.runtime`.
-
-    Raises:
-        DataError: If ``data`` is empty.
-        ValueError: For an unknown backend or one that cannot run on the model's device.
-
-    Returns:
-        An :class:`EvalResult`.
-    """
-    run: InferenceFn
-    if isinstance(model, OnnxRuntimeModel):
-        device, was_training, run = torch.device("cpu"), False, model
-    else:
-        device = next(model.parameters()).device
-        was_training = model.training
-        run = inference_model(model, backend)  # also puts the model in eval mode
-    # float64 where the device has it (MPS has not).
-    loss_dtype = torch.float32 if device.type == "mps" else torch.float64
-    loss_sum = torch.zeros((), dtype=loss_dtype, device=device)
-    confusion: torch.Tensor | None = None
-    predictions: list[torch.Tensor] = []
-    total = 0
-    image_set = as_image_set(data)
-    mean, std = norm or (MNIST_MEAN, MNIST_STD)
-    if image_set is not None:
-        image_set = image_set.to(device)
-        mean, std = image_set.mean, image_set.std
-        chunks: Iterable[tuple[torch.Tensor, torch.Tensor]] = (
-            (image_set.images[i : i + batch_size], image_set.labels[i : i + batch_size])
-            for i in range(0, len(image_set), batch_size)
-        )
-    else:
-        chunks = DataLoader(
-            cast("Dataset[Any]", data), batch_size=batch_size, shuffle=False, collate_fn=_collate
-        )
-    try:
-        with torch_threads_for(run):
-            for images, labels in chunks:
-                images = images.to(device)
-                labels = labels.to(device)
-                if images.dtype == torch.uint8:
-                    inputs = normalize(images, mean, std)
-                else:
-                    inputs = images if images.dim() == 4 else images.unsqueeze(1)
-                logits = run(inputs).to(device)
-                loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-                num_classes = logits.shape[1]
-                predicted = logits.argmax(dim=1)
-                predictions.append(predicted)
-                counts = torch.bincount(
-                    labels * num_classes + predicted, minlength=num_classes**2
-                ).reshape(num_classes, num_classes)
-                confusion = counts if confusion is None else confusion + counts
-                total += labels.shape[0]
-    finally:
-        if isinstance(model, nn.Module):
-            model.train(was_training)
-    if confusion is None or total == 0:
-        raise DataError("cannot evaluate on empty data")
-    confusion = confusion.cpu()
-    correct = int(confusion.diagonal().sum())
-    return EvalResult(
-        loss=float(loss_sum) / total,
-        accuracy=100.0 * correct / total,
-        correct=correct,
-        total=total,
-        confusion=confusion,
-        predictions=torch.cat(predictions).cpu(),
-    )

@@ -1,0 +1,47 @@
+"""MNIST-format data: the dataset facts, the IDX reader, loaders and :class:`ImageSet`.
+
+The loaders return an :class:`ImageSet`: all images as one ``uint8`` tensor of shape
+``(N, 28, 28)`` and all labels as one ``int64`` tensor. Training slices shuffled batches
+from these tensors on the training device, so no per-sample Python code runs per step.
+For code that wants torchvision transforms, :meth:`ImageSet.as_dataset` gives a
+map-style :class:`torch.utils.data.Dataset`.
+
+Where the files are looked for, in order: the ``root`` argument, then the
+``LENET5_DATA_DIR`` environment variable. Inside that folder the four files may lie
+directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
+``<root>/FashionMNIST/raw/``), gzipped or not.
+"""
+
+from ._adapters import as_image_set, collate
+from ._facts import (
+    DATA_DIR_ENV,
+    DATASETS,
+    MNIST_MEAN,
+    MNIST_STD,
+    DataError,
+    DatasetInfo,
+    dataset_info,
+    normalize,
+)
+from ._files import find_data_dir, load_dataset, load_mnist
+from ._idx import read_idx
+from ._imageset import ImageSet, ImageSetDataset
+
+__all__ = [
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "DataError",
+    "DatasetInfo",
+    "ImageSet",
+    "ImageSetDataset",
+    "as_image_set",
+    "collate",
+    "dataset_info",
+    "find_data_dir",
+    "load_dataset",
+    "load_mnist",
+    "normalize",
+    "read_idx",
+]

@@ -1,0 +1,152 @@
+"""Finding, downloading and loading the IDX files of a dataset.
+
+Where the files are looked for, in order: the ``root`` argument, then the
+``LENET5_DATA_DIR`` environment variable. Inside that folder the four files may lie
+directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
+``<root>/FashionMNIST/raw/``), gzipped or not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._facts import DATA_DIR_ENV, DataError, Split, dataset_info
+from ._idx import read_idx
+from ._imageset import ImageSet
+
+__all__ = ["find_data_dir", "load_dataset", "load_mnist"]
+
+
+def find_data_dir(root: str | os.PathLike[str] | None = None, dataset: str = "mnist") -> Path:
+    """Find the folder that holds a dataset's IDX files.
+
+    Args:
+        root: The folder to look in; ``None`` uses ``$LENET5_DATA_DIR``.
+        dataset: A name from :data:`DATASETS`.
+
+    Returns:
+        The folder that holds the files: ``root`` itself, or torchvision's
+        ``root/<Folder>/raw``.
+
+    Raises:
+        DataError: If no folder is given, the folder does not exist, or the files are not in it.
+    """
+    info = dataset_info(dataset)
+    if root is None:
+        env = os.environ.get(DATA_DIR_ENV)
+        if not env:
+            raise DataError(
+                f"no data folder given: pass a folder (lenet5: --data-dir DIR) or set "
+                f"{DATA_DIR_ENV}; {info.download_hint}"
+            )
+        root = env
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DataError(f"data folder {base} does not exist; {info.download_hint}")
+    needed = sorted(set(info.files.values()))
+    for candidate in (base, base / info.torchvision_folder / "raw"):
+        if all(_locate(candidate, name) is not None for name in needed):
+            return candidate
+    raise DataError(
+        f"{base} does not hold the {dataset} files ({', '.join(n + '[.gz]' for n in needed)}), "
+        f"neither directly nor in {info.torchvision_folder}/raw/; {info.download_hint}"
+    )
+
+
+def _locate(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download(root: Path, dataset: str) -> Path:
+    """Fetch the files with torchvision into ``root/<Folder>/raw`` and return that folder."""
+    from torchvision import datasets as tv_datasets
+
+    cls = {"mnist": tv_datasets.MNIST, "fashion-mnist": tv_datasets.FashionMNIST}[dataset]
+    root.mkdir(parents=True, exist_ok=True)
+    for train in (True, False):
+        try:
+            cls(str(root), train=train, download=True)
+        except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError
+            raise DataError(f"could not download {dataset} into {root}: {exc}") from exc
+    return root / dataset_info(dataset).torchvision_folder / "raw"
+
+
+def load_dataset(
+    name: str = "mnist",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    split: Split = "train",
+    download: bool = False,
+    verify: bool = True,
+) -> ImageSet:
+    """Load one split of an MNIST-format dataset.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        root: Folder holding the files; ``None`` uses ``$LENET5_DATA_DIR``.
+        split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
+        download: If the files are not found, fetch them with torchvision into ``root``
+            (needs internet access).
+        verify: Check the MD5 of each file against the official release (warns on mismatch).
+
+    Returns:
+        The split as an :class:`ImageSet` on the CPU.
+
+    Raises:
+        DataError: If the files are missing or malformed.
+    """
+    info = dataset_info(name)
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    try:
+        folder = find_data_dir(root, name)
+    except DataError:
+        if not download:
+            raise
+        if root is None and not os.environ.get(DATA_DIR_ENV):
+            raise DataError(
+                f"download=True needs a folder: pass root or set {DATA_DIR_ENV}"
+            ) from None
+        folder = _download(Path(root if root is not None else os.environ[DATA_DIR_ENV]), name)
+    tensors = {}
+    for kind in ("images", "labels"):
+        file_name = info.files[(split, kind)]
+        path = _locate(folder, file_name)
+        if path is None:  # pragma: no cover - find_data_dir checked this
+            raise DataError(f"{folder / file_name}[.gz]: file not found")
+        tensors[kind] = read_idx(path, md5=info.md5[file_name] if verify else None)
+    images, labels = tensors["images"], tensors["labels"]
+    if images.dim() != 3 or labels.dim() != 1:
+        raise DataError(
+            f"{folder}: {info.files[(split, 'images')]} must hold images (3 dimensions) and "
+            f"{info.files[(split, 'labels')]} labels (1 dimension); are the files swapped?"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{folder}: {images.shape[0]:,} images but {labels.shape[0]:,} labels in the "
+            f"{split} split; one of the files is wrong"
+        )
+    if labels.numel() and int(labels.max()) >= len(info.classes):
+        raise DataError(f"{folder}: label {int(labels.max())} out of range for {name}")
+    return ImageSet(
+        images=images,
+        labels=labels.long(),
+        classes=info.classes,
+        mean=info.mean,
+        std=info.std,
+        name=f"{name}/{split}",
+    )
+
+
+def load_mnist(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    split: Split = "train",
+    download: bool = False,
+) -> ImageSet:
+    """Load one split of MNIST; shorthand for ``load_dataset("mnist", ...)``."""
+    return load_dataset("mnist", root, split=split, download=download)
