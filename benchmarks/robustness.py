@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lenet5 import LeNet5
+from lenet5 import LeNet5, evaluate
 from lenet5.data import ImageSet, load_dataset
-from lenet5.training import evaluate
 from lenet5.weights import REGISTRY
 
 

@@ -36,10 +36,8 @@ import torch
 from torch import nn
 
 import lenet5
-from lenet5 import LeNet5, Trainer
-from lenet5.callbacks import Callback
+from lenet5 import Callback, LeNet5, Trainer, TrainState, evaluate
 from lenet5.data import DATASETS, ImageSet, find_data_dir, load_mnist
-from lenet5.training import TrainState, evaluate
 from lenet5.training.config import RECIPES
 
 THRESHOLDS = (98.85, 99.0)

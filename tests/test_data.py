@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ import torch
 from torchvision.transforms import ToTensor
 
 from lenet5 import ImageSet, load_dataset, load_mnist, normalize
-from lenet5.data import DATA_DIR_ENV, DataError, find_data_dir, read_idx
+from lenet5.data import DATA_DIR_ENV, DataError, find_data_dir, identify_dataset, read_idx
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -161,8 +163,12 @@ def test_folder_with_only_some_files(tmp_path: Path, mnist_dir: Path) -> None:
 def folder_with(tmp_path: Path, mnist_dir: Path, replaced: str, content: bytes) -> Path:
     """A data folder with the real files except ``replaced``, which holds ``content``."""
     folder = tmp_path / "data"
-    link_files(mnist_dir, folder, tuple(n for n in MNIST_FILES if n != replaced))
-    (folder / replaced).write_bytes(content)
+    link_files(
+        mnist_dir, folder, tuple(n for n in MNIST_FILES if n != replaced.removesuffix(".gz"))
+    )
+    target = folder / replaced
+    assert not target.is_symlink()  # never write through a link into the real data
+    target.write_bytes(content)
     return folder
 
 
@@ -364,3 +370,112 @@ def test_as_dataset_with_torchvision_transform(mnist_test: ImageSet) -> None:
     assert image.dtype == torch.float32
     torch.testing.assert_close(image[0], mnist_test.images[7].float() / 255)
     assert label == int(mnist_test.labels[7])
+
+
+# ------------------------------------------------------------- hostile or wrong files
+
+
+def _bomb(path: Path, promised: int, inflated: int) -> Path:
+    """A gzip whose header promises ``promised`` 28x28 images but inflates to ``inflated``."""
+    zeros = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(struct.pack(">HBBIII", 0, 0x08, 3, promised, 28, 28))
+        for _ in range(inflated // len(zeros)):
+            f.write(zeros)
+    return path
+
+
+def test_gzip_bomb_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    # 1 GiB of zeros behind a header that promises 10,000 images (7.8 MB): the reader stops
+    # one byte past the promise. Measured in a fresh process: its peak memory.
+    bomb = _bomb(tmp_path / "t10k-images-idx3-ubyte.gz", 10_000, 1 << 30)
+    assert bomb.stat().st_size < 8 << 20
+    code = (
+        "import resource, sys\n"
+        "from lenet5.data import DataError, read_idx\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    read_idx({str(bomb)!r})\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    assert out[0] == (
+        f"{bomb}: holds more data than its header promises (10000x28x28 = 7,840,000 values); "
+        "the file is corrupt or not what it claims to be"
+    )
+    assert int(out[1]) < 100  # MiB of extra peak memory
+
+
+def test_header_promising_too_much_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(struct.pack(">HBBIII", 0, 0x08, 3, 4_000_000_000, 28, 28))
+    with pytest.raises(DataError, match=r"promises 4000000000x28x28 = .* more than any"):
+        read_idx(path)
+
+
+def test_raw_file_shorter_than_promised_is_refused_by_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(struct.pack(">HBBIII", 0, 0x08, 3, 1000, 28, 28) + bytes(100))
+    with pytest.raises(DataError, match="784,000 values but the file holds 100"):
+        read_idx(path)
+
+
+def test_bit_flipped_gzip_names_the_file(tmp_path: Path, mnist_dir: Path) -> None:
+    data = bytearray((mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    folder = folder_with(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte.gz", bytes(data))
+    with pytest.raises(DataError, match="cannot decompress or read") as excinfo:
+        load_mnist(folder, split="test")
+    assert str(folder / "t10k-labels-idx1-ubyte.gz") in str(excinfo.value)
+
+
+def test_images_of_another_size_are_refused_naming_the_shape(
+    tmp_path: Path, mnist_dir: Path, idx_writer: Callable[..., Path]
+) -> None:
+    folder = tmp_path / "data"
+    link_files(mnist_dir, folder, MNIST_FILES[:2] + MNIST_FILES[3:])
+    idx_writer(folder / "t10k-images-idx3-ubyte", torch.zeros(10_000, 32, 32, dtype=torch.uint8))
+    with pytest.raises(DataError, match=r"images of 32x32 pixels \(shape 10000x32x32\)"):
+        load_mnist(folder, split="test")
+
+
+def test_an_empty_split_is_refused(tmp_path: Path, idx_writer: Callable[..., Path]) -> None:
+    for name in MNIST_FILES:
+        shape = (0,) if "labels" in name else (0, 28, 28)
+        idx_writer(tmp_path / name, torch.zeros(shape, dtype=torch.uint8))
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset("mnist", tmp_path, split="test", verify=False)
+
+
+def test_an_empty_file_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    folder = folder_with(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte", b"")
+    with pytest.raises(DataError, match="only 0 bytes, too short for an IDX header"):
+        load_mnist(folder, split="test")
+
+
+def test_fashion_files_in_an_mnist_folder_are_named_and_refused(fashion_dir: Path) -> None:
+    with pytest.raises(DataError, match="is a fashion-mnist file") as excinfo:
+        load_dataset("mnist", fashion_dir, split="test")
+    assert "--dataset fashion-mnist" in str(excinfo.value)
+    assert len(load_dataset("fashion-mnist", fashion_dir, split="test")) == 10_000
+
+
+def test_mnist_files_asked_for_as_fashion_are_refused(mnist_dir: Path) -> None:
+    with pytest.raises(DataError, match="is a mnist file"):
+        load_dataset("fashion-mnist", mnist_dir, split="test")
+
+
+def test_identify_dataset_by_content(
+    tmp_path: Path, mnist_dir: Path, fashion_dir: Path, small_mnist_dir: Path
+) -> None:
+    assert identify_dataset(mnist_dir) == "mnist"
+    assert identify_dataset(fashion_dir) == "fashion-mnist"
+    assert identify_dataset(link_files(mnist_dir, tmp_path / "MNIST" / "raw").parents[1]) == (
+        "mnist"
+    )
+    assert identify_dataset(small_mnist_dir) is None
+    assert identify_dataset(tmp_path / "nothing") is None

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from ._io import atomic_file
+
 __all__ = [
     "PlotError",
     "plot_confusion_matrix",
@@ -41,23 +43,14 @@ def require_matplotlib() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from ._io import make_readable
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     import matplotlib.pyplot as plt
 
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_history(history: Sequence[dict[str, float]], path: str | os.PathLike[str]) -> Path:

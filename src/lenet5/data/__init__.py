@@ -16,20 +16,23 @@ from ._adapters import as_image_set, collate
 from ._facts import (
     DATA_DIR_ENV,
     DATASETS,
+    IMAGE_SIZE,
     MNIST_MEAN,
     MNIST_STD,
     DataError,
     DatasetInfo,
     dataset_info,
+    identify_file,
     normalize,
 )
-from ._files import find_data_dir, load_dataset, load_mnist
+from ._files import find_data_dir, identify_dataset, load_dataset, load_mnist
 from ._idx import read_idx
 from ._imageset import ImageSet, ImageSetDataset
 
 __all__ = [
     "DATASETS",
     "DATA_DIR_ENV",
+    "IMAGE_SIZE",
     "MNIST_MEAN",
     "MNIST_STD",
     "DataError",
@@ -40,6 +43,8 @@ __all__ = [
     "collate",
     "dataset_info",
     "find_data_dir",
+    "identify_dataset",
+    "identify_file",
     "load_dataset",
     "load_mnist",
     "normalize",

@@ -16,17 +16,22 @@ from .._hints import did_you_mean
 __all__ = [
     "DATASETS",
     "DATA_DIR_ENV",
+    "IMAGE_SIZE",
     "MNIST_MEAN",
     "MNIST_STD",
     "DataError",
     "DatasetInfo",
     "Split",
     "dataset_info",
+    "identify_file",
     "normalize",
 ]
 
 #: Environment variable naming the folder that holds the IDX files.
 DATA_DIR_ENV = "LENET5_DATA_DIR"
+
+#: Height and width of MNIST-format images (and of the model's input).
+IMAGE_SIZE = 28
 
 #: Mean of the MNIST training pixels, scaled to [0, 1].
 MNIST_MEAN = 0.1307
@@ -118,6 +123,14 @@ DATASETS: dict[str, DatasetInfo] = {
         download_hint="pass download=True (lenet5: --download) to fetch them with torchvision",
     ),
 }
+
+
+def identify_file(file_name: str, md5: str) -> str | None:
+    """The known dataset whose file ``file_name`` has this MD5 (decompressed), or ``None``."""
+    for info in DATASETS.values():
+        if info.md5.get(file_name) == md5:
+            return info.name
+    return None
 
 
 def dataset_info(name: str) -> DatasetInfo:

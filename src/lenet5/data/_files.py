@@ -9,13 +9,25 @@ directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
-from ._facts import DATA_DIR_ENV, DataError, Split, dataset_info
-from ._idx import read_idx
+import torch
+
+from ._facts import (
+    DATA_DIR_ENV,
+    DATASETS,
+    IMAGE_SIZE,
+    DataError,
+    DatasetInfo,
+    Split,
+    dataset_info,
+    identify_file,
+)
+from ._idx import read_idx_file
 from ._imageset import ImageSet
 
-__all__ = ["find_data_dir", "load_dataset", "load_mnist"]
+__all__ = ["find_data_dir", "identify_dataset", "load_dataset", "load_mnist"]
 
 
 def find_data_dir(root: str | os.PathLike[str] | None = None, dataset: str = "mnist") -> Path:
@@ -91,13 +103,16 @@ def load_dataset(
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
         download: If the files are not found, fetch them with torchvision into ``root``
             (needs internet access).
-        verify: Check the MD5 of each file against the official release (warns on mismatch).
+        verify: Check the MD5 of each file against the official release: a file that is
+            another known dataset's (Fashion-MNIST's files in an MNIST folder) is refused,
+            any other difference warns.
 
     Returns:
         The split as an :class:`ImageSet` on the CPU.
 
     Raises:
-        DataError: If the files are missing or malformed.
+        DataError: If the files are missing or malformed, or are another known dataset's
+            (their MD5 sums say which).
     """
     info = dataset_info(name)
     if split not in ("train", "test"):
@@ -112,26 +127,7 @@ def load_dataset(
                 f"download=True needs a folder: pass root or set {DATA_DIR_ENV}"
             ) from None
         folder = _download(Path(root if root is not None else os.environ[DATA_DIR_ENV]), name)
-    tensors = {}
-    for kind in ("images", "labels"):
-        file_name = info.files[(split, kind)]
-        path = _locate(folder, file_name)
-        if path is None:  # pragma: no cover - find_data_dir checked this
-            raise DataError(f"{folder / file_name}[.gz]: file not found")
-        tensors[kind] = read_idx(path, md5=info.md5[file_name] if verify else None)
-    images, labels = tensors["images"], tensors["labels"]
-    if images.dim() != 3 or labels.dim() != 1:
-        raise DataError(
-            f"{folder}: {info.files[(split, 'images')]} must hold images (3 dimensions) and "
-            f"{info.files[(split, 'labels')]} labels (1 dimension); are the files swapped?"
-        )
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{folder}: {images.shape[0]:,} images but {labels.shape[0]:,} labels in the "
-            f"{split} split; one of the files is wrong"
-        )
-    if labels.numel() and int(labels.max()) >= len(info.classes):
-        raise DataError(f"{folder}: label {int(labels.max())} out of range for {name}")
+    images, labels = _read_split(folder, info, split, verify=verify)
     return ImageSet(
         images=images,
         labels=labels.long(),
@@ -150,3 +146,75 @@ def load_mnist(
 ) -> ImageSet:
     """Load one split of MNIST; shorthand for ``load_dataset("mnist", ...)``."""
     return load_dataset("mnist", root, split=split, download=download)
+
+
+def _read_split(
+    folder: Path, info: DatasetInfo, split: Split, *, verify: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels of one split, checked against each other and the dataset."""
+    tensors = {}
+    for kind in ("images", "labels"):
+        file_name = info.files[(split, kind)]
+        path = _locate(folder, file_name)
+        if path is None:  # pragma: no cover - find_data_dir checked this
+            raise DataError(f"{folder / file_name}[.gz]: file not found")
+        read = read_idx_file(path, image_size=(IMAGE_SIZE, IMAGE_SIZE))
+        if verify:
+            _check_identity(path, file_name, read.md5, info)
+        tensors[kind] = read.tensor
+    images, labels = tensors["images"], tensors["labels"]
+    if images.dim() != 3 or labels.dim() != 1:
+        raise DataError(
+            f"{folder}: {info.files[(split, 'images')]} must hold images (3 dimensions) and "
+            f"{info.files[(split, 'labels')]} labels (1 dimension); are the files swapped?"
+        )
+    if images.shape[0] == 0:
+        raise DataError(f"{folder}: the {split} split holds no images (shape 0x28x28)")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{folder}: {images.shape[0]:,} images but {labels.shape[0]:,} labels in the "
+            f"{split} split; one of the files is wrong"
+        )
+    if int(labels.max()) >= len(info.classes):
+        raise DataError(f"{folder}: label {int(labels.max())} out of range for {info.name}")
+    return images, labels
+
+
+def _check_identity(path: Path, file_name: str, md5: str, info: DatasetInfo) -> None:
+    """Refuse another known dataset's file; warn about an unknown variant of this one."""
+    if md5 == info.md5[file_name]:
+        return
+    other = identify_file(file_name, md5)
+    if other is not None:
+        raise DataError(
+            f"{path} is a {other} file (its MD5 is {other}'s), not {info.name}; to use it, "
+            f"say so: dataset={other!r} (lenet5: --dataset {other})"
+        )
+    warnings.warn(
+        f"{path}: MD5 of the decompressed data is {md5}, expected {info.md5[file_name]}; the "
+        "file is well-formed but differs from the official release, so results may not be "
+        "comparable with published ones",
+        stacklevel=3,
+    )
+
+
+def identify_dataset(folder: str | os.PathLike[str]) -> str | None:
+    """The known dataset whose files lie in ``folder``, told by content (MD5), or ``None``.
+
+    Looks at the label files (small), directly in ``folder`` or in torchvision's layout.
+    """
+    base = Path(folder).expanduser()
+    for info in DATASETS.values():
+        for candidate in (base, base / info.torchvision_folder / "raw"):
+            for split in ("train", "test"):
+                name = info.files[(split, "labels")]
+                path = _locate(candidate, name)
+                if path is None:
+                    continue
+                try:
+                    found = identify_file(name, read_idx_file(path).md5)
+                except DataError:
+                    continue
+                if found is not None:
+                    return found
+    return None

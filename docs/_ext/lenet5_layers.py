@@ -1,0 +1,93 @@
+"""Sphinx directive ``.. lenet5-layers::``: the package's layers, drawn from the code.
+
+The layers come from the import-linter contract in pyproject.toml (the same list that
+``lint-imports`` enforces) and the arrows from grimp's import graph of ``src/lenet5`` (every
+import, also inside functions, except ``if TYPE_CHECKING:`` blocks), so the picture cannot
+drift from the code: a module missing from the contract, or an import that goes up, fails
+the docs build.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+from sphinx.util.docutils import SphinxDirective
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _layers() -> list[list[str]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (contract,) = config["tool"]["importlinter"]["contracts"]
+    return [[m.strip() for m in layer.split("|")] for layer in contract["layers"]]
+
+
+def _summary(module: str) -> str:
+    """The first line of a module's docstring (a package's ``__init__.py``)."""
+    base = ROOT / "src" / Path(*module.split("."))
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return doc.splitlines()[0].rstrip(".") if doc else ""
+
+
+def _layer_of(module: str, layers: list[list[str]]) -> int | None:
+    for i, layer in enumerate(layers):
+        if any(module == top or module.startswith(top + ".") for top in layer):
+            return i
+    return None
+
+
+def draw() -> str:
+    """The layers as a text picture, highest first, with the layers each one imports."""
+    import grimp
+
+    graph = grimp.build_graph(
+        "lenet5", include_external_packages=False, exclude_type_checking_imports=True
+    )
+    layers = _layers()
+    uses: dict[int, set[int]] = {i: set() for i in range(len(layers))}
+    for importer in graph.modules:
+        mine = _layer_of(importer, layers)
+        if mine is None:
+            if importer != "lenet5":
+                raise ExtensionError(f"{importer} is in no layer of the import contract")
+            continue
+        for imported in graph.find_modules_directly_imported_by(importer):
+            theirs = _layer_of(imported, layers)
+            if theirs is not None and theirs != mine:
+                if theirs < mine:
+                    raise ExtensionError(f"{importer} imports {imported}, a higher layer")
+                uses[mine].add(theirs)
+    width = max(len(m) + len(_summary(m)) for layer in layers for m in layer) + 6
+    lines: list[str] = []
+    for i, layer in enumerate(layers):
+        lines.append("+" + "-" * width + "+")
+        for module in layer:
+            text = f"{module.removeprefix('lenet5.')}  {_summary(module)}"
+            lines.append(f"| {text:<{width - 2}} |")
+        below = ", ".join(str(len(layers) - j) for j in sorted(uses[i]))
+        tag = f"layer {len(layers) - i}" + (f", imports layers {below}" if below else "")
+        lines.append(f"| {tag:>{width - 2}} |")
+    lines.append("+" + "-" * width + "+")
+    return "\n".join(lines)
+
+
+class LayersDirective(SphinxDirective):
+    """Insert :func:`draw`'s picture as a literal block."""
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(str(ROOT / "pyproject.toml"))
+        block = nodes.literal_block(text=draw())
+        block["language"] = "text"
+        return [block]
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("lenet5-layers", LayersDirective)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
