@@ -25,11 +25,13 @@ __all__ = [
     "TRAINER_STATE_NAME",
     "TRAIN_CONFIG_NAME",
     "WEIGHTS_NAME",
+    "WriteError",
     "atomic_file",
     "atomic_folder",
     "atomic_write_bytes",
     "atomic_write_text",
     "make_readable",
+    "remove_leftovers",
 ]
 
 #: The weights of a saved model or a checkpoint (the Hugging Face layout).
@@ -53,6 +55,28 @@ TMP_PREFIX = "."
 TMP_SUFFIX = ".tmp"
 
 
+class WriteError(OSError):
+    """A file or folder could not be written (disk full, no permission...); names the path.
+
+    ``errno`` is the operating system's; the message is ``"cannot write PATH: CAUSE"``.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """Re-raise an OS error as a :class:`WriteError` that names ``path`` and the cause."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        raise WriteError(exc.errno, f"cannot write {path}: {cause}") from exc
+
+
 def make_readable(path: str | os.PathLike[str], directory: bool = False) -> None:
     """Give a file made by :mod:`tempfile` (mode 0600) the usual permissions under the umask."""
     umask = os.umask(0)
@@ -68,15 +92,17 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX, dir=path.parent
-    )
-    os.close(fd)
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX, dir=path.parent
+        )
+        os.close(fd)
     try:
-        yield Path(tmp)
-        make_readable(tmp)
-        os.replace(tmp, path)
+        with _named(path):
+            yield Path(tmp)
+            make_readable(tmp)
+            os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -103,15 +129,35 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary folder is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    )
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+        )
     try:
-        yield tmp
-        make_readable(tmp, directory=True)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with _named(path):
+            yield tmp
+            make_readable(tmp, directory=True)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files and folders that a crashed write left in ``folder``.
+
+    Only call this while no other process writes there (a run folder's lock is held).
+
+    Returns:
+        What was removed.
+    """
+    removed = []
+    for entry in Path(folder).glob(f"{TMP_PREFIX}*{TMP_SUFFIX}"):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
