@@ -16,7 +16,7 @@ import types as _types
 import typing as _typing
 from pathlib import Path as _Path
 
-dependencies = ["torch", "safetensors"]
+dependencies = ["torch", "safetensors", "huggingface_hub"]
 
 _PRIVATE_NAME = "_lenet5_hub"
 
@@ -54,7 +54,10 @@ def lenet5(
 
     Returns:
         A ``LeNet5`` model (in eval mode when weights are loaded). Inputs are
-        ``(N, 1, 28, 28)`` floats normalised as ``(x / 255 - 0.1307) / 0.3081``.
+        ``(N, 1, 28, 28)`` floats, normalised with the mean and std of the weights. With
+        weights, ``model.weights`` is their record: ``model.weights.transforms()`` turns a
+        picture (PIL image, file path or tensor) into such an input, and
+        ``model.weights.classes`` names the outputs.
     """
     package = _package()
     if weights is None and pretrained:

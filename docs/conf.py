@@ -11,6 +11,8 @@ from pathlib import Path
 
 # Document the source tree even when the package is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# The project's own extensions (the layers picture of the Architecture page).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 import lenet5
 
@@ -28,6 +30,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "lenet5_layers",
 ]
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]

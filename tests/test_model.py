@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from lenet5 import LeNet5
+from lenet5.data import DATASETS
 
 
 class ReferenceLeNet5(nn.Module):
@@ -186,3 +187,75 @@ def test_save_and_load_pretrained_round_trip(tmp_path: Path) -> None:
     ):
         assert k == k2
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------ the Hugging Face mixin and the card
+
+
+def test_the_hub_round_trip_comes_from_huggingface_hubs_mixin() -> None:
+    import huggingface_hub
+
+    model = LeNet5()
+    assert isinstance(model, huggingface_hub.ModelHubMixin)
+    assert isinstance(model, huggingface_hub.PyTorchModelHubMixin)
+    assert model.weights is None  # built with the constructor, not loaded
+
+
+def test_save_pretrained_round_trip_preserves_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    model = LeNet5(num_classes=4, in_channels=2).eval()
+    folder = model.save_pretrained(tmp_path / "out", metadata={"dataset": "mnist"})
+    loaded = LeNet5.from_pretrained(folder)
+    x = torch.randn(6, 2, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.weights is not None
+    assert loaded.weights.config() == {"num_classes": 4, "in_channels": 2}
+    # Four classes are not MNIST's ten digits: the outputs are named by number.
+    assert loaded.weights.classes == ("0", "1", "2", "3")
+
+
+def test_model_card_metadata(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    folder = LeNet5().save_pretrained(
+        tmp_path, metadata={"dataset": "fashion-mnist", "test_accuracy": "88.45"}
+    )
+    card = ModelCard.load(folder / "README.md")
+    data = card.data
+    assert data.library_name == "lenet5"
+    assert data.license == "mit"
+    assert data.pipeline_tag == "image-classification"
+    assert data.datasets == ["fashion-mnist"]
+    assert {"lenet5", "model_hub_mixin", "pytorch_model_hub_mixin"} <= set(data.tags)
+    (result,) = data.eval_results
+    assert (result.task_type, result.metric_type, result.metric_value) == (
+        "image-classification",
+        "accuracy",
+        88.45,
+    )
+    assert (result.dataset_type, result.dataset_split) == ("fashion-mnist", "test")
+    assert data.model_name == "lenet5-fashion-mnist"
+    text = (folder / "README.md").read_text()
+    assert "model-index" in text
+    fashion = DATASETS["fashion-mnist"]  # the normalisation, from the dataset's facts
+    assert f"(x / 255 - {fashion.mean!r}) / {fashion.std!r}" in text
+    # Without a known accuracy there is no model-index entry.
+    plain = ModelCard.load(LeNet5().save_pretrained(tmp_path / "plain") / "README.md")
+    assert plain.data.eval_results is None
+    assert plain.data.datasets == ["mnist"]
+
+
+def test_save_pretrained_keeps_an_existing_card_and_writes_atomically(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "README.md").write_text("my own card\n")
+    LeNet5(num_classes=3).save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "my own card\n"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # A save that fails half-way (a header value that is not a string) leaves the folder
+    # exactly as it was: the files are written elsewhere first and renamed into place.
+    with pytest.raises(TypeError, match="'epochs': 3 is not"):
+        LeNet5(num_classes=5).save_pretrained(folder, metadata={"epochs": 3})  # type: ignore[dict-item]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert LeNet5.from_pretrained(folder).num_classes == 3

@@ -202,3 +202,58 @@ def test_predictor_api() -> None:
     assert probabilities == sorted(probabilities, reverse=True)
     assert 0 < sum(probabilities) <= 1 + 1e-6
     assert prediction.to_dict()["top_k"][0]["class"] == 1
+
+
+@pytest.mark.parametrize("name", ["DEFAULT", "fashion-v1"])
+def test_weights_transforms_equal_to_mnist_and_normalisation(
+    name: str, tmp_path: Path, mnist_test: ImageSet
+) -> None:
+    """``weights.transforms()`` prepares pictures exactly as to_mnist + that set's normalisation."""
+    from lenet5.data import normalize
+    from lenet5.weights import get_weights
+
+    weights = get_weights(name)
+    transform = weights.transforms()
+    style = dict(
+        scale=5, canvas=(180, 200), offset=(20, 30), ink=(40, 40, 160), paper=(250, 245, 230)
+    )
+    pil = _picture(mnist_test.images[0], **style)  # type: ignore[arg-type]
+    drawn = _draw(7, tmp_path / "seven.png", size=120, dark_on_light=True, colour=(10, 10, 10))
+    photo = _draw(0, tmp_path / "zero.jpg", size=200, dark_on_light=False, colour=(255, 220, 0))
+    grey = torch.from_numpy(__import__("numpy").array(pil.convert("L")))  # uint8 (H, W)
+    colour = torch.from_numpy(__import__("numpy").array(pil)).permute(2, 0, 1)  # uint8 (3, H, W)
+    pictures = [pil, drawn, str(photo), grey, colour, grey.float() / 255]
+    for picture in pictures:
+        expected = normalize(to_mnist(picture)[None], weights.mean, weights.std)[0]
+        got = transform(picture)
+        assert got.shape == (1, 28, 28)
+        assert got.dtype == torch.float32
+        assert torch.equal(got, expected)
+    # preprocess() is the same transform over a batch.
+    batch = preprocess(pictures, weights.mean, weights.std)
+    assert torch.equal(batch, torch.stack([transform(p) for p in pictures]))
+
+
+def test_predictor_takes_normalisation_and_classes_from_model_weights(tmp_path: Path) -> None:
+    from lenet5.data import DATASETS
+
+    fashion = Predictor("fashion-v1", backend="torch")
+    assert fashion.weights is fashion.model.weights
+    info = DATASETS["fashion-mnist"]
+    assert (fashion.mean, fashion.std, fashion.classes) == (info.mean, info.std, info.classes)
+    shoe = Image.new("L", (120, 60), 0)
+    ImageDraw.Draw(shoe).rectangle((10, 20, 110, 45), fill=255)
+    (prediction,) = fashion.predict([shoe], top_k=2)
+    assert prediction.label in info.classes
+    # A saved folder: the class names and normalisation come from its header.
+    names = [f"digit {i}" for i in range(10)]
+    folder = LeNet5.from_pretrained("mnist-v1").save_pretrained(
+        tmp_path / "named", metadata={"classes": __import__("json").dumps(names), "mean": "0.125"}
+    )
+    named = Predictor(folder, backend="torch")
+    assert named.classes == tuple(names)
+    assert named.mean == 0.125
+    assert named.std == DATASETS["mnist"].std
+    one = Image.new("L", (100, 100), 0)
+    ImageDraw.Draw(one).line([(50, 10), (50, 90)], fill=255, width=10)
+    assert named.predict([one])[0].label == "digit 1"

@@ -46,6 +46,158 @@ def test_registry_has_v1_and_default() -> None:
         get_weights("nope")
 
 
+def test_unknown_names_get_a_hint() -> None:
+    with pytest.raises(WeightsError, match=r"did you mean 'mnist-v1'\?"):
+        get_weights("mnist-v11")
+    with pytest.raises(WeightsError, match=r"not a weights name \(did you mean 'DEFAULT'\?\)"):
+        LeNet5.from_pretrained("DEFALT")
+
+
+REQUIRED_META = {
+    "classes",
+    "dataset",
+    "mean",
+    "std",
+    "num_params",
+    "file_size",
+    "test_accuracy",
+    "recipe",
+    "seed_accuracies",
+    "torch_version",
+    "notes",
+    "in_channels",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_meta_holds_the_facts_and_the_attributes_read_it(name: str) -> None:
+    entry = REGISTRY[name]
+    assert set(entry.meta) >= REQUIRED_META
+    meta = entry.meta
+    assert (entry.dataset, entry.mean, entry.std) == (meta["dataset"], meta["mean"], meta["std"])
+    assert (entry.classes, entry.num_classes) == (meta["classes"], len(meta["classes"]))
+    assert (entry.file_size, entry.num_params) == (meta["file_size"], meta["num_params"])
+    assert entry.test_accuracy == meta["test_accuracy"]
+    assert entry.recipe == meta["recipe"]
+    assert entry.seed_accuracies == meta["seed_accuracies"]
+    assert entry.config() == {"num_classes": len(meta["classes"]), "in_channels": 1}
+    assert entry.path.stat().st_size == meta["file_size"]
+    info = DATASETS[meta["dataset"]]
+    assert (meta["mean"], meta["std"], meta["classes"]) == (info.mean, info.std, info.classes)
+    transform = entry.transforms()
+    assert (transform.mean, transform.std) == (entry.mean, entry.std)
+
+
+@pytest.mark.parametrize("name", ["DEFAULT", "mnist-v1", "fashion-v1"])
+def test_from_pretrained_builds_from_the_record_and_keeps_it(name: str) -> None:
+    model = LeNet5.from_pretrained(name)
+    assert model.weights is get_weights(name)
+    assert model.num_classes == len(model.weights.classes)
+    assert model.in_channels == model.weights.in_channels
+
+
+def test_a_saved_folder_gets_a_record_from_its_header(tmp_path: Path) -> None:
+    fashion = DATASETS["fashion-mnist"]
+    header = {
+        "dataset": "fashion-mnist",
+        "test_accuracy": "87.50",
+        "mean": "0.25",
+        "classes": json.dumps([f"c{i}" for i in range(10)]),
+    }
+    folder = LeNet5().save_pretrained(tmp_path / "run", metadata=header)
+    record = LeNet5.from_pretrained(folder).weights
+    assert record is not None
+    assert record.name == str(folder)
+    assert record.sha256 == ""  # not bundled: nothing to check against
+    assert record.path == (folder / "model.safetensors").absolute()
+    assert record.verified_path() == record.path
+    assert (record.dataset, record.test_accuracy) == ("fashion-mnist", 87.5)
+    assert record.mean == 0.25  # from the header ...
+    assert record.std == fashion.std  # ... and, where it says nothing, the dataset's facts
+    assert record.classes == tuple(f"c{i}" for i in range(10))
+    assert record.num_params == 44_426
+    assert record.file_size == (folder / "model.safetensors").stat().st_size
+    assert set(record.meta) >= REQUIRED_META
+    # A bare file without header fields: MNIST's facts.
+    bare = tmp_path / "bare.safetensors"
+    save_file(LeNet5().state_dict(), str(bare))
+    plain = LeNet5.from_pretrained(bare).weights
+    assert plain is not None
+    info = DATASETS["mnist"]
+    assert (plain.dataset, plain.mean, plain.std, plain.classes) == (
+        "mnist",
+        info.mean,
+        info.std,
+        info.classes,
+    )
+    assert plain.test_accuracy is None
+
+
+def test_oversized_config_is_refused_before_any_model_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[tuple[int, str]] = []
+    init = LeNet5.__init__
+
+    def spy(self: LeNet5, num_classes: int = 10, in_channels: int = 1) -> None:
+        built.append((num_classes, torch.empty(0).device.type))  # the device it is built on
+        init(self, num_classes, in_channels)
+
+    folder = LeNet5().save_pretrained(tmp_path / "huge")
+    (folder / "config.json").write_text(json.dumps({"num_classes": 100_000_000}))
+    state = LeNet5().state_dict()
+    monkeypatch.setattr(LeNet5, "__init__", spy)
+    with pytest.raises(WeightsError) as info:
+        LeNet5.from_pretrained(folder)
+    message = str(info.value)
+    assert str(folder / "config.json") in message
+    assert "num_classes=100000000" in message
+    assert "classifier.5.weight" in message
+    assert built == []
+    # Without the tensor that contradicts it, strict loading names what is missing, and the
+    # only model built is a skeleton on the meta device, which allocates nothing.
+    tensors = {k: v for k, v in state.items() if not k.startswith("classifier.5")}
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match=r"missing: classifier\.5\.bias, classifier\.5\.weight"):
+        LeNet5.from_pretrained(folder)
+    assert built == [(100_000_000, "meta")]
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ({"num_classes": 7}, "num_classes=7"),
+        ({"in_channels": 3}, "in_channels=3"),
+        ({"num_classes": 0}, "positive integer"),
+        ({"num_classes": "10"}, "positive integer"),
+        ([10, 1], "JSON object"),
+    ],
+    ids=str,
+)
+def test_config_json_must_agree_with_the_tensors(
+    tmp_path: Path, config: object, needle: str
+) -> None:
+    folder = LeNet5().save_pretrained(tmp_path)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=needle) as info:
+        LeNet5.from_pretrained(folder)
+    assert "config.json" in str(info.value)
+
+
+def test_non_floating_tensors_are_refused(tmp_path: Path) -> None:
+    state = {k: v.clone() for k, v in LeNet5().state_dict().items()}
+    state["features.0.weight"] = torch.ones(6, 1, 5, 5, dtype=torch.int32)
+    state["classifier.5.bias"] = torch.zeros(10, dtype=torch.bool)
+    path = tmp_path / "ints.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(WeightsError) as info:
+        LeNet5.from_pretrained(path)
+    message = str(info.value)
+    assert "not floating point" in message
+    assert "features.0.weight (torch.int32)" in message
+    assert "classifier.5.bias (torch.bool)" in message
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_schema_meta_matches_file_and_model(name: str) -> None:
     """Every metadata field agrees with the real file and model (cf. torchvision)."""
@@ -199,6 +351,44 @@ def test_from_pretrained_reads_the_hub_cache_offline(tmp_path: Path) -> None:
         assert torch.equal(value, loaded[key])
 
 
+def test_hub_repo_gets_a_record_and_is_loaded_strictly(tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    good = LeNet5().save_pretrained(tmp_path / "good", metadata={"dataset": "fashion-mnist"})
+    _write_hub_cache(cache, "some-org/good", good)
+    model = LeNet5.from_pretrained("some-org/good", cache_dir=cache, local_files_only=True)
+    assert model.weights is not None
+    assert model.weights.name == "hf://some-org/good"
+    assert model.weights.classes == DATASETS["fashion-mnist"].classes
+    # A repo whose tensors do not fit: every bad one is named, as for a local file.
+    state = {k: v.clone() for k, v in LeNet5().state_dict().items()}
+    del state["classifier.3.bias"]
+    state["features.9.weight"] = torch.zeros(3)
+    state["classifier.1.weight"] = torch.zeros(120, 255)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    save_file(state, str(bad / "model.safetensors"))
+    _write_hub_cache(cache, "some-org/bad", bad)
+    with pytest.raises(WeightsError) as info:
+        LeNet5.from_pretrained("some-org/bad", cache_dir=cache, local_files_only=True)
+    message = str(info.value)
+    assert message.startswith("hf://some-org/bad does not fit LeNet5")
+    assert "missing: classifier.3.bias" in message
+    assert "unexpected: features.9.weight" in message
+    assert "classifier.1.weight (file (120, 255), model (120, 256))" in message
+
+
+def test_a_pickled_hub_repo_is_never_unpickled(tmp_path: Path) -> None:
+    cache = tmp_path / "hf-cache"
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save(LeNet5().state_dict(), pickled / "pytorch_model.bin")
+    _write_hub_cache(cache, "some-org/pickled", pickled)
+    with pytest.raises(WeightsError, match=r"model\.safetensors"):
+        LeNet5.from_pretrained("some-org/pickled", cache_dir=cache, local_files_only=True)
+    with pytest.raises(WeightsError, match=r"only \.safetensors"):
+        LeNet5._load_as_pickle(LeNet5(), str(pickled / "pytorch_model.bin"), "cpu", True)
+
+
 def test_hub_repo_missing_from_cache_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="not in the Hugging Face cache"):
         LeNet5.from_pretrained("some-org/absent", cache_dir=tmp_path, local_files_only=True)
@@ -252,9 +442,23 @@ def test_torch_hub_load_local_without_the_package(
         assert public == ["lenet5"], public  # what torch.hub.list shows
         untrained = torch.hub.load({str(repo)!r}, "lenet5", source="local", num_classes=5)
         assert untrained.classifier[5].out_features == 5
-        from _lenet5_hub.data import load_dataset
+        assert untrained.weights is None
+        from _lenet5_hub.data import DATASETS, load_dataset, normalize
+        from _lenet5_hub.preprocess import to_mnist
         from _lenet5_hub.training import evaluate
-        from _lenet5_hub.weights import get_weights
+        from _lenet5_hub.weights import Weights, get_weights
+        record = model.weights
+        assert isinstance(record, Weights) and record is get_weights("DEFAULT")
+        mnist = DATASETS["mnist"]
+        assert (record.mean, record.std, record.classes) == (mnist.mean, mnist.std, mnist.classes)
+        fashion = torch.hub.load({str(repo)!r}, "lenet5", source="local", weights="fashion-v1")
+        assert fashion.weights.classes == DATASETS["fashion-mnist"].classes
+        assert fashion.weights.mean == DATASETS["fashion-mnist"].mean
+        digit = torch.zeros(60, 40)
+        digit[10:50, 17:23] = 1.0
+        x = record.transforms()(digit)
+        assert torch.equal(x, normalize(to_mnist(digit)[None], record.mean, record.std)[0])
+        assert model(x[None]).argmax().item() == 1
         test = load_dataset("mnist", {str(mnist_dir)!r}, split="test")
         acc = evaluate(model, test).accuracy
         print(f"{{acc:.2f}} {{get_weights('DEFAULT').test_accuracy:.2f}}")

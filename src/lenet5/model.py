@@ -20,34 +20,70 @@ The layout follows the reference implementation: two :class:`torch.nn.Sequential
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
-__all__ = ["IMAGE_SIZE", "LeNet5"]
+from ._io import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, atomic_file
+from .weights import (
+    Weights,
+    WeightsError,
+    check_tensors,
+    header_meta,
+    model_card,
+    resolve_pretrained,
+    save_weights,
+)
 
-#: File names of a saved model folder (the Hugging Face layout).
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["IMAGE_SIZE", "LeNet5"]
 
 #: Height and width of the images the model takes.
 IMAGE_SIZE = 28
 
+#: The header metadata of the ``model.safetensors`` that ``save_pretrained`` is writing: the
+#: mixin calls ``_save_pretrained(folder)`` with nothing else.
+_HEADER: ContextVar[Mapping[str, str] | None] = ContextVar("lenet5_header", default=None)
 
-class LeNet5(nn.Module):
+
+class LeNet5(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="lenet5",
+    license="mit",
+    pipeline_tag="image-classification",
+    tags=["lenet5", "image-classification", "safetensors"],
+    repo_url="https://github.com/lenet5/lenet5",
+    docs_url="https://github.com/lenet5/lenet5/tree/main/docs",
+):
     """LeNet-5 (LeCun et al., 1998) for 28x28 images, as in the reference PyTorch recipe.
 
     Tanh activations and average pooling, 44,426 parameters at the defaults. The model
     returns logits; apply :func:`torch.softmax` for probabilities. Inputs are expected to be
-    normalised (see :func:`lenet5.data.normalize`).
+    normalised (see :func:`lenet5.data.normalize`, or ``model.weights.transforms()``).
+
+    ``save_pretrained``, ``push_to_hub``, ``from_pretrained`` and the model card come from
+    huggingface_hub's :class:`~huggingface_hub.PyTorchModelHubMixin`; the methods below
+    override it only where lenet5 promises more (registry names, safetensors only, strict
+    loading, atomic writes, a card with real metadata).
 
     Args:
         num_classes: Number of output classes.
         in_channels: Number of input image channels.
+
+    Attributes:
+        weights: The :class:`~lenet5.weights.Weights` record the model was loaded with by
+            :meth:`from_pretrained` (``None`` for a model built with the constructor).
 
     Raises:
         ValueError: If ``num_classes`` or ``in_channels`` is not a positive integer.
@@ -67,6 +103,7 @@ class LeNet5(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.weights: Weights | None = None
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5),
             nn.Tanh(),
@@ -112,110 +149,45 @@ class LeNet5(nn.Module):
             f"parameters={sum(p.numel() for p in self.parameters()):,}"
         )
 
-    # ------------------------------------------------------------ save / load
+    # ------------------------------------------- Hugging Face mixin: save / load
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, as written to ``config.json``."""
         return {"num_classes": self.num_classes, "in_channels": self.in_channels}
 
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike[str],
-        *,
-        metadata: dict[str, str] | None = None,
-    ) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` into a folder.
-
-        Files are written under temporary names and renamed into place, so an existing
-        model in the folder is never left half-overwritten.
-
-        Args:
-            save_directory: The folder (created if needed).
-            metadata: Extra string metadata stored in the safetensors header.
-
-        Returns:
-            The folder.
-        """
-        from ._io import atomic_write_text
-        from .weights import save_weights
-
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_weights(self, folder / WEIGHTS_NAME, metadata=metadata)
-        atomic_write_text(folder / CONFIG_NAME, json.dumps(self.config(), indent=2) + "\n")
-        if not (folder / "README.md").exists():
-            atomic_write_text(folder / "README.md", _model_card(self, metadata or {}))
-        return folder
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        token: str | None = None,
-        private: bool = False,
-        revision: str | None = None,
-        commit_message: str = "Upload LeNet5 weights",
-        metadata: dict[str, str] | None = None,
-    ) -> str:
-        """Upload the model to the Hugging Face Hub (``model.safetensors``, config, model card).
-
-        The repo is created if it does not exist. Load it back with
-        ``LeNet5.from_pretrained(repo_id)``.
-
-        Args:
-            repo_id: ``"org/name"``.
-            token: An access token (default: the one saved by ``hf auth login``).
-            private: Create the repo as private.
-            revision: Branch to push to.
-            commit_message: The commit message.
-            metadata: Extra string metadata for the safetensors header.
-
-        Returns:
-            The URL of the commit.
-        """
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, metadata=metadata)
-            info = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=tmp,
-                revision=revision,
-                commit_message=commit_message,
-            )
-        return str(getattr(info, "commit_url", info))
-
     @classmethod
-    def from_pretrained(
+    def from_pretrained(  # type: ignore[override]  # our signature, kept from before the mixin
         cls,
         name_or_path: str | os.PathLike[str] = "DEFAULT",
         *,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
         local_files_only: bool = False,
         token: str | bool | None = None,
         strict: bool = True,
         map_location: str | torch.device = "cpu",
-    ) -> LeNet5:
-        """Load a model from pretrained weights.
+    ) -> Self:
+        """Load a model from pretrained weights; it keeps their record as ``model.weights``.
 
         ``name_or_path`` may be:
 
         * a name from the weights registry (``"DEFAULT"``, ``"mnist-v1"``...; see
-          :mod:`lenet5.weights`), loaded from the files shipped in the package;
+          :mod:`lenet5.weights`), loaded from the files shipped in the package after their
+          SHA-256 check, never from the network;
         * a folder written by :meth:`save_pretrained` (``model.safetensors`` + ``config.json``);
         * a ``.safetensors`` file;
         * a Hugging Face Hub repo id (``"org/name"``), downloaded into (or, offline, read
           from) the Hugging Face cache.
 
+        Overrides the mixin's ``from_pretrained``, which reads ``config.json`` and builds the
+        model before looking at the weights, and knows neither registry names nor files.
+
         Args:
             name_or_path: What to load (see above).
             revision: Hub only: a branch, tag or commit.
             cache_dir: Hub only: the cache folder (``HF_HUB_CACHE`` by default).
+            force_download: Hub only: download again even if the files are cached.
             local_files_only: Hub only: never use the network (also implied by
                 ``HF_HUB_OFFLINE=1``).
             token: Hub only: an access token for private repos.
@@ -223,56 +195,193 @@ class LeNet5(nn.Module):
             map_location: Device to load the weights onto.
 
         Returns:
-            The model, in evaluation mode.
+            The model, in evaluation mode, with ``model.weights`` set.
 
         Raises:
             WeightsError: If the weights cannot be found, fail their checksum, or do not fit.
         """
-        from .weights import load_weights, resolve_pretrained
-
-        resolved = resolve_pretrained(
-            name_or_path,
+        return cls._from_pretrained(
+            model_id=os.fspath(name_or_path),
             revision=revision,
             cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            strict=strict,
+            map_location=map_location,
+        )
+
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]  # strict by default, no model_kwargs
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | os.PathLike[str] | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+    ) -> Self:
+        """The mixin's loading step: safetensors only, checked before the model is built.
+
+        The mixin's version falls back to a pickled ``pytorch_model.bin`` and loads without
+        naming what does not fit. Here the weights are resolved (:mod:`lenet5.weights`), the
+        record's constructor arguments checked against a model on the ``meta`` device (no
+        memory allocated), and only then is the real model built and filled.
+        """
+        resolved = resolve_pretrained(
+            model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
             local_files_only=local_files_only,
             token=token,
         )
-        model = cls(**resolved.config)
-        load_weights(model, resolved.tensors, strict=strict, name=resolved.source)
+        config = resolved.weights.config()
+        with torch.device("meta"):
+            skeleton = cls(**config)
+        check_tensors(skeleton.state_dict(), resolved.tensors, strict=strict, name=resolved.source)
+        model = cls(**config)
+        model.load_state_dict(resolved.tensors, strict=strict)
         model.to(map_location)
         model.eval()
+        model.weights = resolved.weights
         return model
 
+    @classmethod
+    def _load_as_pickle(cls, model: Any, model_file: str, map_location: str, strict: bool) -> Any:
+        """Refused: lenet5 never unpickles weights (the mixin's ``pytorch_model.bin`` path)."""
+        raise WeightsError(
+            f"{model_file}: only .safetensors weights are loaded (pickle-based files can run "
+            "arbitrary code)"
+        )
 
-def _model_card(model: LeNet5, metadata: dict[str, str]) -> str:
-    """A Hugging Face model card for a saved model folder."""
-    dataset = metadata.get("dataset", "mnist")
-    accuracy = metadata.get("test_accuracy")
-    lines = [
-        "---",
-        "library_name: lenet5",
-        "tags: [lenet5, image-classification, pytorch, safetensors]",
-        f"datasets: [{dataset}]",
-        "---",
-        "",
-        "# LeNet-5",
-        "",
-        f"The classic LeNet-5 ({sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"{model.num_classes} classes, {model.in_channels} input channel(s)), saved by the "
-        "`lenet5` library.",
-        "",
-    ]
-    if accuracy:
-        lines += [f"Test accuracy on {dataset}: {accuracy}%.", ""]
-    lines += [
-        "```python",
-        "from lenet5 import LeNet5",
-        'model = LeNet5.from_pretrained("<this folder or org/name>")',
-        "```",
-        "",
-        "Inputs are 28x28 greyscale images normalised as "
-        f"`(x / 255 - {metadata.get('mean', '0.1307')}) / {metadata.get('std', '0.3081')}` "
-        "(see `lenet5.normalize`).",
-        "",
-    ]
-    return "\n".join(lines)
+    def save_pretrained(  # type: ignore[override]  # returns the folder, takes metadata
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and a model card ``README.md``.
+
+        The mixin writes the three files into a temporary folder; each is then copied into
+        ``save_directory`` under a temporary name and renamed into place
+        (:func:`lenet5._io.atomic_file`), so no file there is ever half-written. An existing
+        ``README.md`` is left alone, as the mixin does.
+
+        Args:
+            save_directory: The folder (created if needed).
+            metadata: Extra string metadata stored in the safetensors header; the card takes
+                the dataset, accuracy and normalisation from it.
+            config: Extra ``config.json`` entries (the constructor arguments always win).
+            model_card_kwargs: Passed to :meth:`generate_model_card`.
+            push_to_hub: Also upload the folder with :meth:`push_to_hub`.
+            repo_id: The repo to push to (default: the folder's name).
+            **push_to_hub_kwargs: Passed to :meth:`push_to_hub`.
+
+        Returns:
+            The folder.
+        """
+        folder = Path(save_directory)
+        card_kwargs = dict(model_card_kwargs or {})
+        if metadata is not None:
+            card_kwargs["metadata"] = dict(metadata)
+        # Atomic writes, the staging way: the mixin writes into a private temporary folder
+        # (it deletes an existing config.json first and writes in place), then each file is
+        # put in place with lenet5._io.atomic_file (a temporary name beside it, a rename).
+        header = _HEADER.set(card_kwargs.get("metadata"))
+        try:
+            with tempfile.TemporaryDirectory(prefix="lenet5-save-") as tmp:
+                staged = Path(tmp)
+                super().save_pretrained(
+                    staged,
+                    config={**(config or {}), **self.config()},
+                    model_card_kwargs=card_kwargs,
+                )
+                for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
+                    if name == CARD_NAME and (folder / name).exists():
+                        continue
+                    with atomic_file(folder / name) as part:
+                        shutil.copyfile(staged / name, part)
+        finally:
+            _HEADER.reset(header)
+        if push_to_hub:
+            kwargs = {"config": config, "model_card_kwargs": card_kwargs, **push_to_hub_kwargs}
+            self.push_to_hub(repo_id or folder.name, **kwargs)
+        return folder
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The mixin's writing step: the weights, with the header metadata, atomically."""
+        save_weights(self, save_directory / WEIGHTS_NAME, metadata=_HEADER.get())
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload LeNet5 weights",
+        model_card_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Upload the model to the Hugging Face Hub (weights, config, model card).
+
+        The mixin's ``push_to_hub`` (it creates the repo if needed and writes the files with
+        :meth:`save_pretrained`), with two more arguments. Load it back with
+        ``LeNet5.from_pretrained(repo_id)``.
+
+        Args:
+            repo_id: ``"org/name"``.
+            metadata: Extra string metadata for the safetensors header and the card.
+            revision: The branch to push to (the mixin's ``branch``).
+            commit_message: The commit message.
+            model_card_kwargs: Passed to :meth:`generate_model_card`.
+            **kwargs: The mixin's other arguments: ``token``, ``private``, ``branch``,
+                ``create_pr``, ``config``, ``allow_patterns``, ``ignore_patterns``,
+                ``delete_patterns``.
+
+        Returns:
+            The URL of the commit.
+        """
+        card_kwargs = dict(model_card_kwargs or {})
+        if metadata is not None:
+            card_kwargs["metadata"] = dict(metadata)
+        if revision is not None:
+            kwargs.setdefault("branch", revision)
+        url = super().push_to_hub(
+            repo_id, commit_message=commit_message, model_card_kwargs=card_kwargs, **kwargs
+        )
+        return str(url)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """The model card: Hub metadata (library, license, dataset, pipeline tag, tags, and
+        the test accuracy in ``model-index`` form when known) and a short text.
+
+        Overrides the mixin's, which renders a Jinja template without the dataset or the
+        accuracy (and needs jinja2, which huggingface_hub does not install).
+
+        Args:
+            *args: Ignored (the mixin's signature).
+            **kwargs: ``metadata``, the safetensors header fields being saved (``dataset``,
+                ``test_accuracy``, ``mean``, ``std``, ``classes``, ``name``).
+
+        Returns:
+            A :class:`huggingface_hub.ModelCard`.
+        """
+        header = dict(kwargs.get("metadata") or {})
+        meta = header_meta(
+            header,
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            num_params=sum(p.numel() for p in self.parameters()),
+            file_size=0,
+            source="metadata",
+        )
+        return model_card(meta, self._hub_mixin_info.model_card_data, name=header.get("name"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .data import DATASETS, MNIST_MEAN, MNIST_STD, DataError
+from .data import DataError, normalize
 from .model import LeNet5
 from .preprocess import ImageError, to_mnist
 from .runtime import inference_model, torch_threads_for
@@ -63,6 +62,9 @@ class Prediction:
 class Predictor:
     """Loads weights once and classifies images in batches.
 
+    The model is built with :meth:`LeNet5.from_pretrained <lenet5.model.LeNet5.from_pretrained>`;
+    its record (``model.weights``) gives the normalisation and the class names.
+
     Args:
         weights: Registry name, folder, ``.safetensors`` file or Hub repo id.
         device: Where to run the model.
@@ -84,25 +86,30 @@ class Predictor:
         batch_size: int = 256,
         backend: str = "auto",
     ) -> None:
-        from .weights import load_weights, resolve_pretrained
-
-        resolved = resolve_pretrained(weights)
-        self.model = LeNet5(**resolved.config)
-        load_weights(self.model, resolved.tensors, name=resolved.source)
-        self.model.to(device).eval()
+        self.model = LeNet5.from_pretrained(weights, map_location=device)
+        assert self.model.weights is not None  # from_pretrained always sets it
+        #: The record of the loaded weights (``model.weights``): normalisation, classes...
+        self.weights = self.model.weights
         self.device = torch.device(device)
         self._run = inference_model(self.model, backend)
         #: The backend in use: ``"torch"`` or ``"onnxruntime"``.
         self.backend = "torch" if self._run is self.model else "onnxruntime"
         self.batch_size = batch_size
-        meta = resolved.metadata
-        dataset = DATASETS.get(meta.get("dataset", "mnist"), DATASETS["mnist"])
-        self.mean = float(meta.get("mean", dataset.mean if "dataset" in meta else MNIST_MEAN))
-        self.std = float(meta.get("std", dataset.std if "dataset" in meta else MNIST_STD))
-        classes = json.loads(meta["classes"]) if "classes" in meta else list(dataset.classes)
-        if len(classes) != self.model.num_classes:
-            classes = [str(i) for i in range(self.model.num_classes)]
-        self.classes: list[str] = [str(c) for c in classes]
+
+    @property
+    def mean(self) -> float:
+        """Normalisation mean of the weights (``weights.mean``)."""
+        return self.weights.mean
+
+    @property
+    def std(self) -> float:
+        """Normalisation standard deviation of the weights (``weights.std``)."""
+        return self.weights.std
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, indexed by output (``weights.classes``)."""
+        return self.weights.classes
 
     @torch.inference_mode()
     def predict_tensor(self, images: torch.Tensor, *, top_k: int = 3) -> list[Prediction]:
@@ -111,8 +118,6 @@ class Predictor:
             return self._predict_batches(images, min(top_k, len(self.classes)))
 
     def _predict_batches(self, images: torch.Tensor, k: int) -> list[Prediction]:
-        from .data import normalize
-
         out: list[Prediction] = []
         for start in range(0, images.shape[0], self.batch_size):
             batch = normalize(

@@ -9,6 +9,7 @@ greyscale, dark-on-light or light-on-dark, with or without transparency.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,14 @@ if TYPE_CHECKING:
     from PIL.Image import Image
     from PIL.Image import Image as PILImageType
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "load_image", "preprocess", "to_mnist"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "MNISTTransform",
+    "load_image",
+    "preprocess",
+    "to_mnist",
+]
 
 #: File suffixes read as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -157,6 +165,41 @@ def _tensor_to_grey(image: torch.Tensor) -> torch.Tensor:
     return x
 
 
+@dataclass(frozen=True)
+class MNISTTransform:
+    """Prepare one picture for the model: :func:`to_mnist`, then normalisation.
+
+    What :meth:`lenet5.weights.Weights.transforms` returns, with the weight set's ``mean``
+    and ``std`` (as torchvision's ``weights.transforms()``).
+
+    Args:
+        mean: Normalisation mean of the weights, in [0, 1] units.
+        std: Normalisation standard deviation.
+
+    Example:
+        >>> import torch
+        >>> from lenet5.preprocess import MNISTTransform
+        >>> digit = torch.zeros(40, 30)
+        >>> digit[5:35, 12:18] = 1.0  # a white stroke on black, floats in [0, 1]
+        >>> MNISTTransform()(digit).shape
+        torch.Size([1, 28, 28])
+    """
+
+    mean: float = MNIST_MEAN
+    std: float = MNIST_STD
+
+    def __call__(self, image: Image | torch.Tensor | str | os.PathLike[str]) -> torch.Tensor:
+        """Prepare ``image`` (anything :func:`to_mnist` takes).
+
+        Returns:
+            A float tensor of shape ``(1, 28, 28)``: ``(to_mnist(image) / 255 - mean) / std``.
+
+        Raises:
+            ImageError: If the image cannot be read or is blank.
+        """
+        return normalize(to_mnist(image)[None], self.mean, self.std)[0]
+
+
 def preprocess(
     images: Any,
     mean: float = MNIST_MEAN,
@@ -173,5 +216,5 @@ def preprocess(
         A float tensor of shape ``(N, 1, 28, 28)``, ready for the model.
     """
     items = images if isinstance(images, (list, tuple)) else [images]
-    batch = torch.stack([to_mnist(item) for item in items])
-    return normalize(batch, mean, std)
+    transform = MNISTTransform(mean, std)
+    return torch.stack([transform(item) for item in items])
