@@ -516,3 +516,59 @@ def test_failed_checkpoint_leaves_no_temp_files(tmp_path: Path, tiny_train: Imag
     with pytest.raises(OSError, match="disk full"):
         quiet(epochs=1, callbacks=[Checkpoint(tmp_path), Explodes()]).fit(tiny_train)
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------- one home for the hook list
+
+
+def test_hooks_are_the_callback_methods_in_definition_order() -> None:
+    assert list(HOOKS) == [name for name in vars(Callback) if name.startswith("on_")]
+    assert HOOKS == (
+        "on_fit_start",
+        "on_epoch_start",
+        "on_batch_start",
+        "on_batch_end",
+        "on_validation_end",
+        "on_epoch_end",
+        "on_fit_end",
+        "on_exception",
+    )
+
+
+def test_a_fit_first_calls_each_hook_in_the_order_of_hooks(
+    tiny_train: ImageSet, tiny_test: ImageSet
+) -> None:
+    recorder = Recorder()
+    quiet(epochs=1, val_every=1, callbacks=[recorder]).fit(tiny_train, tiny_test)
+    first_calls = list(dict.fromkeys(recorder.hooks))
+    assert first_calls == [hook for hook in HOOKS if hook != "on_exception"]
+
+
+def test_misspelt_hook_gets_the_shared_hint() -> None:
+    from lenet5._hints import did_you_mean
+
+    class Typo(Callback):
+        def on_batch_ends(self, state: TrainState) -> None:
+            pass
+
+    with pytest.raises(CallbackError) as info:
+        Trainer(callbacks=[Typo()])
+    assert did_you_mean("on_batch_ends", HOOKS) in str(info.value)
+    assert str(info.value).endswith(f"hooks: {', '.join(HOOKS)}")
+
+
+def test_the_callback_api_has_one_public_path() -> None:
+    import pickle
+
+    import lenet5.callbacks
+    import lenet5.training.callbacks as home
+
+    for name in home.__all__:
+        assert getattr(lenet5.callbacks, name) is getattr(home, name)
+    # The older paths that lenet5.training still answers lead to the same objects.
+    for name in ("HOOKS", "Callback", "CallbackError", "Checkpoint", "EarlyStopping", "Timer"):
+        assert getattr(lenet5.training, name) is getattr(home, name)
+    assert home.HOOKS is home._base.HOOKS
+    stopper = pickle.loads(pickle.dumps(EarlyStopping(patience=4)))
+    assert type(stopper) is EarlyStopping
+    assert stopper.patience == 4

@@ -67,3 +67,10 @@ def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         main(["export", "--format", "onnx", "--out", str(tmp_path)])
     assert exit.value.code == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_export_error_is_one_class() -> None:
+    import lenet5
+    from lenet5._onnx_graph import ExportError as raised_below
+
+    assert ExportError is lenet5.ExportError is raised_below

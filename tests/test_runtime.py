@@ -14,8 +14,9 @@ from torch import nn
 
 from cli_helpers import run_main
 from lenet5 import LeNet5
+from lenet5._onnx_graph import lenet5_layers
 from lenet5.data import ImageSet
-from lenet5.export import ExportError, _lenet5_layers, export_model
+from lenet5.export import ExportError, export_model
 from lenet5.predict import Predictor
 from lenet5.runtime import OnnxRuntimeModel, inference_model, resolve_backend
 from lenet5.training import evaluate
@@ -112,11 +113,11 @@ def test_a_model_onnx_cannot_take_falls_back_on_auto_and_fails_when_asked() -> N
 
 
 def test_only_exact_lenet5_layouts_take_the_direct_onnx_path() -> None:
-    assert _lenet5_layers(LeNet5()) is not None
+    assert lenet5_layers(LeNet5()) is not None
     relu = LeNet5()
     relu.features[1] = nn.ReLU()
-    assert _lenet5_layers(relu) is None
-    assert _lenet5_layers(nn.Linear(2, 2)) is None
+    assert lenet5_layers(relu) is None
+    assert lenet5_layers(nn.Linear(2, 2)) is None
 
 
 @needs_onnx
@@ -168,3 +169,12 @@ def test_without_the_onnx_extra(tmp_path: Path, mnist_dir: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "pip install 'lenet5[onnx]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_runtime_does_not_import_export() -> None:
+    # export is built on runtime; the reverse import would make a cycle again.
+    code = "import sys, lenet5.runtime; print('lenet5.export' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False"]

@@ -461,3 +461,169 @@ def test_cuda_deterministic_runs_match(train_1k: ImageSet, restore_determinism: 
     a.fit(train_1k)
     b.fit(train_1k)
     assert_same_weights(a.model, b.model)
+
+
+# ------------------------------------------------- the checkpoint format, both ways
+
+
+class Tally(Callback):
+    """A callback with state, to follow it through a checkpoint."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def state_dict(self) -> dict[str, object]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.count = int(state["count"])  # type: ignore[call-overload]
+
+
+def _built_state(engine: str, seed: int) -> TrainState:
+    """A state as a fit has it before its loop: model, optimizer, schedule and EMA built."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from lenet5.training.optim import build_optimizer, build_scheduler
+
+    trainer = quiet(
+        epochs=3,
+        scheduler="cosine",
+        ema_decay=0.9,
+        engine=engine,
+        seed=seed,
+        callbacks=[Tally()],
+        default_callbacks=False,
+    )
+    state = TrainState(
+        trainer=trainer, model=trainer.model, config=trainer.config, device=torch.device("cpu")
+    )
+    state.steps_per_epoch = 4
+    state.optimizer = build_optimizer(state.config, state.model, state.device)
+    state.scheduler = build_scheduler(state.config, state.optimizer, 12)
+    state.ema = AveragedModel(
+        state.model,
+        multi_avg_fn=get_ema_multi_avg_fn(0.9),  # type: ignore[no-untyped-call]
+        use_buffers=True,
+    )
+    return state
+
+
+def _implementation_flags(optimizer: torch.optim.Optimizer) -> list[dict[str, object]]:
+    return [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
+
+
+def test_checkpoint_connector_round_trip(tmp_path: Path, tiny_train: ImageSet) -> None:
+    from lenet5.training.checkpoint import CheckpointConnector, find_checkpoint, load_checkpoint
+    from lenet5.training.engine import TrainStep
+
+    saved = _built_state("fast", seed=1)
+    assert saved.optimizer is not None
+    step = TrainStep(
+        saved.model, saved.optimizer, nn.CrossEntropyLoss(), saved.scheduler, saved.ema
+    )
+    inputs = torch.randn(8, 1, 28, 28)
+    targets = tiny_train.labels[:8]
+    saved.generator.manual_seed(5)
+    saved.begin_epoch(2)
+    for _ in range(3):
+        loss, correct = step(inputs, targets)
+        assert saved._epoch_loss_sum is not None
+        assert saved._epoch_correct is not None
+        saved._epoch_loss_sum += loss
+        saved._epoch_correct += correct
+        saved._epoch_seen += 8
+        saved.batch_in_epoch += 1
+    saved.global_step = 7
+    saved.history = [{"loss": 1.5, "lr": 0.001}]
+    saved.trainer.callbacks[0].count = 11  # type: ignore[attr-defined]
+    folder = CheckpointConnector(saved).save(tmp_path)
+    assert folder == tmp_path / "epoch-0002-batch-000003" == find_checkpoint(tmp_path)
+    _, trainer_state = load_checkpoint(tmp_path)
+    assert set(trainer_state) - {"path"} == set(CheckpointConnector(saved).dump())
+
+    restored = _built_state("plain", seed=2)  # other weights, and no fused optimizer
+    assert restored.optimizer is not None
+    flags = _implementation_flags(restored.optimizer)
+    with pytest.warns(UserWarning, match=r"different settings for \['engine', 'seed'\]"):
+        CheckpointConnector(restored).restore(tmp_path)
+
+    assert_same_weights(restored.model, saved.model)
+    assert restored.ema is not None
+    assert saved.ema is not None
+    assert_same_weights(restored.ema, saved.ema)
+    assert restored.scheduler is not None
+    assert saved.scheduler is not None
+    assert restored.scheduler.state_dict() == saved.scheduler.state_dict()
+    ours, theirs = restored.optimizer.state_dict(), saved.optimizer.state_dict()
+    for index, values in theirs["state"].items():
+        for key, value in values.items():
+            assert torch.equal(ours["state"][index][key], value), key
+    # The implementation flags are the restoring device's, not the saved run's.
+    assert _implementation_flags(restored.optimizer) == flags
+    # The saved run's were others (fused on the CPU needs torch>=2.4).
+    assert flags != _implementation_flags(saved.optimizer) or torch.__version__ < "2.4"
+    assert (restored.epoch, restored.global_step, restored.batch_in_epoch) == (2, 7, 3)
+    assert not restored.epoch_complete
+    assert restored._epoch_seen == 24
+    assert torch.equal(restored._epoch_loss_sum, saved._epoch_loss_sum)  # type: ignore[arg-type]
+    assert torch.equal(restored._epoch_correct, saved._epoch_correct)  # type: ignore[arg-type]
+    assert torch.equal(restored._epoch_generator_state, saved._epoch_generator_state)  # type: ignore[arg-type]
+    assert torch.equal(restored.generator.get_state(), saved.generator.get_state())
+    assert restored.history == saved.history
+    assert restored.trainer.callbacks[0].count == 11  # type: ignore[attr-defined]
+
+
+def test_checkpoint_of_a_complete_epoch_restores_a_complete_epoch(tmp_path: Path) -> None:
+    from lenet5.training.checkpoint import CheckpointConnector
+
+    saved = _built_state("fast", seed=1)
+    saved.epoch, saved.batch_in_epoch = 1, saved.steps_per_epoch
+    assert CheckpointConnector(saved).save(tmp_path).name == "epoch-0001"
+    restored = _built_state("fast", seed=1)
+    CheckpointConnector(restored).restore(tmp_path)
+    assert (restored.epoch, restored.batch_in_epoch) == (1, restored.steps_per_epoch)
+    assert restored.epoch_complete
+
+
+def test_resume_warning_names_the_caller_of_fit(tmp_path: Path, tiny_train: ImageSet) -> None:
+    quiet(epochs=1, callbacks=[Checkpoint(tmp_path)]).fit(tiny_train)
+    with pytest.warns(UserWarning, match="different settings") as record:
+        quiet(epochs=2, lr=0.01).fit(tiny_train, resume=tmp_path)
+    assert record[0].filename == __file__
+
+
+# ------------------------------------------------------ per-fit values on the state
+
+
+def test_per_fit_values_live_on_the_state(train_1k: ImageSet) -> None:
+    data = train_1k.subset(slice(0, 96))
+    trainer = quiet(epochs=1, augment="affine(degrees=10)")
+    state = trainer.fit(data)
+    assert state.norm == (data.mean, data.std)
+    assert state.train_size == 96
+    assert state.augment is not None
+    assert state.augment_seed == state.generator.initial_seed()
+    assert state.process_group.world_size == 1
+    assert trainer.state is state
+    assert not {"_norm", "_augment", "_augment_seed", "_group", "_train_size"} & set(vars(trainer))
+
+
+def test_trainer_evaluate_delegates_to_evaluate(tiny_train: ImageSet, tiny_test: ImageSet) -> None:
+    trainer = quiet(epochs=1)
+    trainer.fit(tiny_train)
+    ours = trainer.evaluate(tiny_test, batch_size=16)
+    theirs = evaluate(trainer.model, tiny_test, batch_size=16)
+    assert (ours.loss, ours.correct, ours.total) == (theirs.loss, theirs.correct, theirs.total)
+    assert torch.equal(ours.confusion, theirs.confusion)
+
+
+def test_model_input_normalises_uint8_and_keeps_floats() -> None:
+    from lenet5.data import normalize
+    from lenet5.inference import model_input
+
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    assert torch.equal(model_input(images, 0.5, 0.25), normalize(images, 0.5, 0.25))
+    floats = torch.randn(3, 28, 28)
+    assert model_input(floats, 0.5, 0.25).shape == (3, 1, 28, 28)
+    batch = torch.randn(3, 1, 28, 28)
+    assert model_input(batch, 0.5, 0.25) is batch

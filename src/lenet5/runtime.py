@@ -5,6 +5,9 @@ overhead (hundreds of microseconds for one image); ONNX Runtime runs the same gr
 microseconds. :class:`OnnxRuntimeModel` wraps a model's ONNX graph in an
 ``onnxruntime.InferenceSession`` and is called like the model; it is checked against the eager
 model when it is built. :func:`inference_model` picks the backend.
+
+The graph comes from :mod:`lenet5._onnx_graph`, below this module; :mod:`lenet5.export`,
+above it, writes the same graph to a file.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from typing import Any, Literal, TypeAlias
 import torch
 from torch import nn
 
-from .export import ExportError, _core, _in_channels, _require_onnx, check_outputs, onnx_bytes
+from ._onnx_graph import (
+    ExportError,
+    check_outputs,
+    export_core,
+    in_channels,
+    onnx_bytes,
+    require_onnx,
+)
 
 __all__ = [
     "BACKENDS",
@@ -40,9 +50,8 @@ InferenceFn: TypeAlias = Callable[[torch.Tensor], torch.Tensor]
 def onnxruntime_available() -> bool:
     """True when ``onnx`` and ``onnxruntime`` can be imported (the ``onnx`` extra)."""
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
+        require_onnx("onnx", "onnxruntime")
+    except ExportError:
         return False
     return True
 
@@ -75,7 +84,7 @@ class OnnxRuntimeModel:
     """
 
     def __init__(self, model: nn.Module, *, threads: int | None = None, opset: int = 18) -> None:
-        _require_onnx("onnx", "onnxruntime")
+        require_onnx("onnx", "onnxruntime")
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -84,13 +93,13 @@ class OnnxRuntimeModel:
         # Quiet: ONNX Runtime otherwise prints warnings about unused initializers and the like.
         options.log_severity_level = 3
         self.onnx_model = onnx_bytes(model, opset=opset)
-        self.in_channels = _in_channels(model)
+        self.in_channels = in_channels(model)
         self._outputs = ["logits"]
         try:
             self.session: Any = onnxruntime.InferenceSession(
                 self.onnx_model, options, providers=["CPUExecutionProvider"]
             )
-            check_outputs(_core(model), self, self.in_channels, "ONNX Runtime")
+            check_outputs(export_core(model), self, self.in_channels, "ONNX Runtime")
         except ExportError:
             raise
         except Exception as exc:  # onnxruntime's own error types
@@ -147,7 +156,7 @@ def resolve_backend(backend: str, device: torch.device | str) -> Literal["torch"
                 f"the onnxruntime backend runs on the CPU, not {device}; use backend='torch' "
                 "(--backend torch) on an accelerator"
             )
-        _require_onnx("onnx", "onnxruntime")
+        require_onnx("onnx", "onnxruntime")
         return "onnxruntime"
     if backend == "auto":
         return "onnxruntime" if device.type == "cpu" and onnxruntime_available() else "torch"

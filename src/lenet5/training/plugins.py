@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from .._hints import did_you_mean
 from .callbacks import (
     Callback,
     CallbackError,
@@ -95,14 +96,11 @@ def create_callback(name: str) -> Callback:
     else:
         plugins = _plugin_entry_points()
         if name not in plugins:
-            import difflib
-
             known = sorted(set(BUILTIN) | set(plugins))
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             raise UnknownCallbackError(
-                f"unknown callback {name!r}; {hint}known callbacks: {', '.join(known)} "
-                f"(plugins register under the entry-point group {ENTRY_POINT_GROUP!r})"
+                f"unknown callback {name!r}{did_you_mean(name, known)}; known callbacks: "
+                f"{', '.join(known)} (plugins register under the entry-point group "
+                f"{ENTRY_POINT_GROUP!r})"
             )
         ep = plugins[name]
         factory = _load(ep)

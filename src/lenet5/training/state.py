@@ -8,9 +8,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..data import MNIST_MEAN, MNIST_STD
 from .config import TrainConfig
+from .distributed import ProcessGroup
 
 if TYPE_CHECKING:
+    from ..augment import Augmentation
     from ..data import ImageSet
     from .trainer import Trainer
 
@@ -47,6 +50,14 @@ class TrainState:
         rank: This process's rank in distributed training (0 otherwise).
         world_size: Number of training processes (1 otherwise).
         local_rank: This process's rank on its machine (its CUDA device index under DDP).
+        process_group: This process's place among the training processes (joined after
+            ``on_fit_start``; a group of one otherwise).
+        train_size: Number of training examples (all processes together).
+        norm: ``(mean, std)`` that normalises ``uint8`` training and validation images: the
+            training :class:`~lenet5.data.ImageSet`'s, or MNIST's for other data.
+        augment: The augmentation that ``config.augment`` names, or ``None``.
+        augment_seed: The seed from which each step's augmentation draws are derived (the
+            shuffling generator's initial seed, known once a resumed run is restored).
     """
 
     trainer: Trainer
@@ -70,12 +81,27 @@ class TrainState:
     world_size: int = 1
     local_rank: int = 0
     batch_in_epoch: int = 0
+    process_group: ProcessGroup = field(default_factory=ProcessGroup, repr=False)
+    train_size: int = 0
+    norm: tuple[float, float] = (MNIST_MEAN, MNIST_STD)
+    augment: Augmentation | None = field(default=None, repr=False)
+    augment_seed: int = 0
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
     _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)
     _epoch_correct: torch.Tensor | None = field(default=None, repr=False)
     _epoch_seen: int = field(default=0, repr=False)
     _epoch_generator_state: torch.Tensor | None = field(default=None, repr=False)
     _stop_reason: str | None = field(default=None, repr=False)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch: zero its running totals, note where the
+        shuffling generator stands (a resumed epoch rewinds to it)."""
+        self.epoch = epoch
+        self.batch_in_epoch = 0
+        self._epoch_loss_sum = torch.zeros((), device=self.device)
+        self._epoch_correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._epoch_seen = 0
+        self._epoch_generator_state = self.generator.get_state()
 
     @property
     def batch_loss(self) -> float:

@@ -1,0 +1,44 @@
+"""The callback API and the built-in callbacks.
+
+A callback is an object with any of the hook methods in :data:`HOOKS`; each hook takes the
+one :class:`~lenet5.training.state.TrainState`. Callbacks run in ascending ``order``; ties
+keep the order in which they were given. The built-ins cover device placement, seeding,
+validation scheduling, logging, checkpoints and early stopping; subclass or replace any of
+them.
+
+Import everything from here (``lenet5.training.callbacks.X``, or the everyday names from
+:mod:`lenet5`). The private submodules that define them only keep each file small:
+``_base`` (the API), ``_setup`` (seeding, device, timing, validation schedule), ``_logging``
+(console, progress bar, CSV) and ``_control`` (checkpoints, early stopping).
+"""
+
+from __future__ import annotations
+
+from ._base import HOOKS as _HOOKS
+from ._base import Callback, CallbackError, UnknownCallbackError, check_callback
+from ._control import Checkpoint, EarlyStopping
+from ._logging import ConsoleLogger, CSVLogger, ProgressBar
+from ._setup import DevicePlacement, PeriodicValidation, Seeding, Timer
+
+__all__ = [
+    "HOOKS",
+    "CSVLogger",
+    "Callback",
+    "CallbackError",
+    "Checkpoint",
+    "ConsoleLogger",
+    "DevicePlacement",
+    "EarlyStopping",
+    "PeriodicValidation",
+    "ProgressBar",
+    "Seeding",
+    "Timer",
+    "UnknownCallbackError",
+    "check_callback",
+]
+
+# Bound again here, with its description: the API reference documents a name from the
+# comment above it in the module it documents, which is this one.
+#: The hook names, in the order a fit calls them: :class:`Callback`'s ``on_*`` methods, in the
+#: order the class defines them (so a new hook is added to the class and nowhere else).
+HOOKS: tuple[str, ...] = _HOOKS

@@ -1,0 +1,120 @@
+"""The built-ins that decide what happens to a run: checkpoints and early stopping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import CheckpointConnector
+from ..state import TrainState
+from ._base import Callback
+
+__all__ = ["Checkpoint", "EarlyStopping"]
+
+
+class Checkpoint(Callback):
+    """Save a resumable checkpoint every ``every`` epochs (and after the last one).
+
+    When training stops mid-epoch (``state.stop()``, e.g. on Ctrl-C in ``lenet5 train``), a
+    checkpoint ``<dir>/epoch-NNNN-batch-BBBBBB`` records the progress within the epoch.
+
+    Each checkpoint is a folder ``<dir>/epoch-NNNN`` holding ``model.safetensors`` and
+    ``trainer.pt`` (optimizer, scheduler, random states, history and callback states); it is
+    written to a temporary folder and renamed into place, and ``<dir>/latest`` names the
+    newest one, so a crash never leaves a half-written checkpoint. Resume with
+    ``Trainer.fit(..., resume=dir)``. The format is
+    :class:`~lenet5.training.checkpoint.CheckpointConnector`'s.
+
+    Args:
+        directory: Where checkpoints go.
+        every: Epochs between checkpoints.
+        keep: How many of the newest checkpoints to keep (``0`` keeps all).
+    """
+
+    order = 90
+    rank_zero_only = True
+
+    def __init__(self, directory: str | os.PathLike[str], every: int = 1, keep: int = 2) -> None:
+        if every < 1 or keep < 0:
+            raise ValueError(f"Checkpoint needs every >= 1 and keep >= 0, got {every}, {keep}")
+        self.directory = Path(directory)
+        self.every = every
+        self.keep = keep
+        self.last_path: Path | None = None
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if not state.is_main_process:
+            return
+        last = state.epoch == state.config.epochs or state.stop_requested
+        if state.epoch % self.every == 0 or last:
+            self.save(state)
+
+    def on_fit_end(self, state: TrainState) -> None:
+        if state.is_main_process and not state.epoch_complete:
+            self.save(state)  # stopped mid-epoch: keep the progress, resumable exactly
+
+    def save(self, state: TrainState) -> Path:
+        """Write a checkpoint of ``state`` now and return its folder."""
+        self.last_path = CheckpointConnector(state).save(self.directory)
+        if self.keep:
+            CheckpointConnector.prune(self.directory, self.keep, newest=self.last_path)
+        return self.last_path
+
+
+class EarlyStopping(Callback):
+    """Stop when a validation metric has not improved for ``patience`` validations.
+
+    Args:
+        monitor: The metric to watch (``"val_accuracy"`` or ``"val_loss"``...).
+        mode: ``"max"`` if larger is better, ``"min"`` if smaller is better.
+        patience: Validations without improvement before stopping.
+        min_delta: The smallest change that counts as an improvement.
+    """
+
+    order = 70
+
+    def __init__(
+        self,
+        monitor: str = "val_accuracy",
+        mode: str = "max",
+        patience: int = 3,
+        min_delta: float = 0.0,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad = 0
+
+    def on_validation_end(self, state: TrainState) -> None:
+        if self.monitor not in state.metrics:
+            raise KeyError(
+                f"EarlyStopping monitors {self.monitor!r} but the metrics are "
+                f"{sorted(state.metrics)}"
+            )
+        value = state.metrics[self.monitor]
+        sign = 1.0 if self.mode == "max" else -1.0
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.bad = value, state.epoch, 0
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            state.stop(
+                f"{self.monitor} did not improve for {self.patience} validations "
+                f"(best {self.best:.4f} at epoch {self.best_epoch})"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.bad = int(state.get("bad", 0))
