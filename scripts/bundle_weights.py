@@ -3,9 +3,10 @@
     python scripts/bundle_weights.py runs/mnist-v1 mnist-v1 \
         --recipe "lenet5 train --epochs 30 --scheduler cosine --seed 0" --notes "..."
 
-Reads RUN/model.safetensors, evaluates it on the test split of the run's dataset, writes
-src/lenet5/pretrained/NAME.safetensors with the metadata in its header, and prints the
-``Weights(...)`` entry to paste into src/lenet5/weights.py.
+Reads the run folder (its final model, settings and results; the folder's layout is
+``lenet5.training.run.RunFolder``'s), evaluates the model on the test split of the run's
+dataset, writes src/lenet5/pretrained/NAME.safetensors with what it measured in the file's
+header, and prints those facts for the registry entry in src/lenet5/weights/.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from lenet5 import LeNet5
+from lenet5 import LeNet5, evaluate
 from lenet5.data import DATASETS, load_dataset
-from lenet5.training import evaluate
-from lenet5.weights import Weights, save_weights
+from lenet5.training.run import RunFolder
+from lenet5.weights import save_weights
 
 PRETRAINED = Path(__file__).resolve().parent.parent / "src" / "lenet5" / "pretrained"
+# Registry-only facts: not known before the file is written, or not about the file itself.
+NOT_IN_HEADER = ("file", "sha256", "file_size", "seed_accuracies")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("run", type=Path, help="a folder written by lenet5 train --out")
     parser.add_argument("name", help="registry name, e.g. mnist-v1")
     parser.add_argument("--recipe", required=True, help="the exact command that trained it")
@@ -39,55 +43,55 @@ def main() -> None:
         default=[],
         help="test accuracy of the recipe with seeds 0, 1, 2... (this run is seed 0)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    train_config = json.loads((args.run / "train_config.json").read_text())
-    results = json.loads((args.run / "results.json").read_text())
-    dataset = results["dataset"]
+
+def measure(args: argparse.Namespace, run: RunFolder) -> tuple[LeNet5, dict[str, Any]]:
+    """The run's model and what is known about it: read from the run, or measured here."""
+    dataset = run.read_results()["dataset"]
     info = DATASETS[dataset]
-    model = LeNet5.from_pretrained(args.run)
-    test = load_dataset(dataset, args.data_dir, split="test")
-    result = evaluate(model, test)
-    entry = Weights(
-        name=args.name,
-        file=f"{args.name}.safetensors",
-        sha256="",
-        file_size=0,
-        dataset=dataset,
-        test_accuracy=round(result.accuracy, 2),
-        num_params=sum(p.numel() for p in model.parameters()),
-        num_classes=model.num_classes,
-        in_channels=model.in_channels,
-        mean=info.mean,
-        std=info.std,
-        classes=info.classes,
-        recipe=args.recipe,
-        torch_version=torch.__version__.split("+")[0],
-        notes=args.notes,
-    )
-    PRETRAINED.mkdir(parents=True, exist_ok=True)
-    path = save_weights(model, PRETRAINED / entry.file, metadata=entry.metadata())
-    data = path.read_bytes()
-    print(f"# trained with: {json.dumps(train_config)}")
+    model = LeNet5.from_pretrained(run.path)
+    result = evaluate(model, load_dataset(dataset, args.data_dir, split="test"))
     print(f"# test accuracy {result.accuracy:.2f}% (loss {result.loss:.4f})")
-    print(f"""    "{entry.name}": Weights(
-        name="{entry.name}",
-        file="{entry.file}",
-        sha256="{hashlib.sha256(data).hexdigest()}",
-        file_size={len(data)},
-        dataset="{entry.dataset}",
-        test_accuracy={entry.test_accuracy},
-        num_params={entry.num_params},
-        num_classes={entry.num_classes},
-        in_channels={entry.in_channels},
-        mean={entry.mean},
-        std={entry.std},
-        classes={entry.classes!r},
-        recipe={entry.recipe!r},
-        torch_version="{entry.torch_version}",
-        notes={entry.notes!r},
-        seed_accuracies={tuple(args.seed_accuracies)!r},
-    ),""")
+    facts = {
+        "name": args.name,
+        "file": f"{args.name}.safetensors",
+        "dataset": dataset,
+        "test_accuracy": round(result.accuracy, 2),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "num_classes": model.num_classes,
+        "in_channels": model.in_channels,
+        "mean": info.mean,
+        "std": info.std,
+        "classes": info.classes,
+        "recipe": args.recipe,
+        "torch_version": torch.__version__.split("+")[0],
+        "notes": args.notes,
+        "seed_accuracies": tuple(args.seed_accuracies),
+    }
+    return model, facts
+
+
+def main() -> None:
+    args = parse_args()
+    run = RunFolder(args.run)
+    print(f"# trained with: {json.dumps(run.read_settings().config)}")
+    model, facts = measure(args, run)
+    # The header holds strings: text as it is, everything else as JSON (numbers, class list).
+    header = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in facts.items()
+        if key not in NOT_IN_HEADER
+    }
+    path = save_weights(model, PRETRAINED / facts["file"], metadata=header)
+    data = path.read_bytes()
+    facts["sha256"] = hashlib.sha256(data).hexdigest()
+    facts["file_size"] = len(data)
+    # Every fact, for the registry entry: arrange them the way lenet5.weights records them.
+    print(f"    {args.name!r}: Weights(")
+    for key, value in facts.items():
+        print(f"        {key}={value!r},")
+    print("    ),")
 
 
 if __name__ == "__main__":

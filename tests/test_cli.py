@@ -6,9 +6,11 @@ has no subset flag); one slow test trains on the full dataset.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch
 
 import lenet5
 from lenet5 import ImageSet, LeNet5, Trainer
-from lenet5.cli import UsageError, main
+from lenet5.cli import UsageError, build_parser, main
 from lenet5.training import evaluate
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
@@ -376,3 +378,259 @@ def test_info(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out.startswith(f"lenet5 {lenet5.__version__}")
     assert f"mnist data: {mnist_dir}" in out
     assert "early_stopping (built-in)" in out
+
+
+# ------------------------------------------------- the parser: generated, torch-free
+
+
+def _without_import_times(stderr: str) -> tuple[set[str], str]:
+    """The modules ``python -X importtime`` reported, and the rest of standard error."""
+    modules, rest = set(), []
+    for line in stderr.splitlines():
+        if line.startswith("import time:"):
+            modules.add(line.rsplit("|", 1)[-1].strip())
+        else:
+            rest.append(line)
+    return modules, "\n".join(rest)
+
+
+def _torch_imported(modules: set[str]) -> bool:
+    return any(m == "torch" or m.startswith("torch.") for m in modules)
+
+
+@pytest.mark.parametrize(
+    "command", ["", "train", "evaluate", "predict", "export", "info"], ids=lambda c: c or "lenet5"
+)
+def test_help_does_not_import_torch(command: str, run_cli: Runner) -> None:
+    result = run_cli(*command.split(), "--help", python_flags=["-X", "importtime"])
+    modules, stderr = _without_import_times(result.stderr)
+    assert result.returncode == 0, stderr
+    assert "usage: lenet5" in result.stdout
+    assert "lenet5.cli" in modules  # the wrapper saw the command line being imported
+    assert not _torch_imported(modules)
+
+
+def _used_run_folder(tmp_path: Path) -> Path:
+    (tmp_path / "used" / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    return tmp_path / "used"
+
+
+def _unreadable_settings(tmp_path: Path) -> Path:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "train_config.json").write_text("{not json")
+    return tmp_path / "broken"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--epoch", "3"], "did you mean '--epochs'?"),  # no abbreviations
+        (["train", "--epochs", "x"], "invalid int value: 'x'"),
+        (["train", "--optimizer", "adagrad"], "invalid choice: 'adagrad'"),
+        (["train", "--recipe", "mnist-v9"], "invalid choice: 'mnist-v9'"),
+        (["train", "--epochs", "0"], "epochs must be a positive integer"),
+        (["train", "--lr", "-1"], "lr must be positive"),
+        (["train", "--augment", "rotate"], "augment"),
+        (["train", "--device", "floppy"], "unknown device 'floppy'"),
+        (["train", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+        (["train", "--out", _used_run_folder], "already holds a run's checkpoints"),
+        (["train", "--resume", _unreadable_settings], "cannot read the run's settings"),
+        (["evaluate", "--device", "floppy"], "unknown device 'floppy'"),
+        (["evaluate", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["predict", "x.png", "--top-k", "0"], "--top-k must be >= 1"),
+        (["export", "--format", "onnx", "--out", "."], "is a folder"),
+        (["export", "--format", "tflite", "--out", "m"], "invalid choice: 'tflite'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(map(str, v)),
+)
+def test_usage_errors_are_one_line_and_do_not_import_torch(
+    args: list[Any], needle: str, tmp_path: Path, run_cli: Runner
+) -> None:
+    argv = [a(tmp_path) if callable(a) else a for a in args]
+    result = run_cli(*argv, python_flags=["-X", "importtime"], cwd=tmp_path)
+    modules, stderr = _without_import_times(result.stderr)
+    line = assert_one_line_error(
+        subprocess.CompletedProcess(result.args, result.returncode, result.stdout, stderr), 2
+    )
+    assert line.startswith(f"lenet5 {args[0]}: error: ")
+    assert needle in line
+    # "augment" parses its spec with lenet5.augment, which imports torch (not the CLI's doing).
+    assert not _torch_imported(modules) or "--augment" in args
+
+
+def test_every_config_field_has_a_generated_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from lenet5 import TrainConfig
+    from lenet5.cli import config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["train"])
+    assert config_from_args(args) == TrainConfig()  # the defaults are the config's
+    for f in dataclasses.fields(TrainConfig):
+        assert "default" not in f.metadata["help"].lower(), f.name  # argparse shows it
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--epochs N passes over the training data (default: 100)",
+                 "--lr X learning rate (the peak rate for onecycle) (default: 0.001)",
+                 "--optimizer {adam,adamw,sgd}",
+                 "--engine {fast,plain}",
+                 "--strategy {auto,single,ddp}",
+                 "--scheduler {none,cosine,onecycle}",
+                 "--momentum X",
+                 "--eval-batch-size N",
+                 "--deterministic, --no-deterministic",
+                 "--quiet, --no-quiet",
+                 "--recipe {reference,fast,mnist-v1,mnist-v2,mnist-v3}",
+                 "--checkpoint-every N write a resumable checkpoint every N epochs (and after "
+                 "the last) (default: 1)"):  # fmt: skip
+        assert flag in text, flag
+    given = shlex.split(
+        "--epochs 7 --batch-size 64 --lr 0.01 --optimizer sgd --weight-decay 0.1 "
+        "--momentum 0.5 --scheduler cosine --label-smoothing 0.1 --augment affine "
+        "--ema-decay 0.9 --device cpu --seed 3 --deterministic --val-every 2 "
+        "--val-split 100 --eval-batch-size 512 --quiet --engine plain "
+        "--strategy single --dist-timeout 60"
+    )
+    config = config_from_args(parser.parse_args(["train", *given]))
+    assert config == TrainConfig(
+        epochs=7, batch_size=64, lr=0.01, optimizer="sgd", weight_decay=0.1, momentum=0.5,
+        scheduler="cosine", label_smoothing=0.1, augment="affine", ema_decay=0.9,
+        device="cpu", seed=3, deterministic=True, val_every=2, val_split=100,
+        eval_batch_size=512, verbose=False, engine="plain", strategy="single",
+        dist_timeout=60.0,
+    )  # fmt: skip
+
+
+def test_a_new_config_field_gets_its_flag_without_touching_the_cli() -> None:
+    import dataclasses
+
+    from lenet5 import TrainConfig
+    from lenet5.cli import config_from_args
+    from lenet5.cli._config_flags import add_config_flags
+
+    @dataclasses.dataclass
+    class Extended(TrainConfig):
+        warmup_steps: int = dataclasses.field(default=0, metadata={"help": "warm-up steps"})
+        loss_fn: Callable[..., Any] | None = dataclasses.field(
+            default=None, metadata={"help": "a callable", "flag": None}
+        )
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, Extended)
+    options = {s for a in parser._actions for s in a.option_strings}
+    assert "--warmup-steps" in options
+    assert "--loss-fn" not in options  # a callable-only setting says so and gets no flag
+    config = config_from_args(parser.parse_args(["--warmup-steps", "5"]), cls=Extended)
+    assert config.warmup_steps == 5
+    assert config.epochs == 100
+
+
+def test_flags_override_recipe_which_overrides_the_resumed_settings() -> None:
+    from lenet5.cli import config_from_args
+
+    base = {"epochs": 9, "lr": 0.5, "verbose": False, "seed": 4}
+    args = build_parser().parse_args(["train", "--recipe", "fast", "--lr", "0.2", "--no-quiet"])
+    config = config_from_args(args, base)
+    assert config.epochs == 6  # the recipe's, over the resumed run's 9
+    assert config.lr == 0.2  # the flag's, over both
+    assert config.verbose is True  # --no-quiet undoes a recorded --quiet
+    assert config.seed == 4  # kept from the resumed run: neither the recipe nor a flag says
+
+
+def test_parsers_take_no_abbreviations_and_describe_themselves() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert parser.allow_abbrev is False
+    assert set(commands.choices) == {"train", "evaluate", "predict", "export", "info"}
+    for name, sub in commands.choices.items():
+        assert sub.allow_abbrev is False, name
+        assert sub.description, name
+
+
+def test_choice_lists_agree_with_the_library() -> None:
+    from lenet5.cli import _parser
+    from lenet5.data import DATASETS
+    from lenet5.export import FORMATS
+    from lenet5.runtime import BACKENDS
+
+    assert set(_parser.DATASET_NAMES) == set(DATASETS)
+    assert set(_parser.BACKENDS) == set(BACKENDS)
+    assert set(_parser.EXPORT_FORMATS) == set(FORMATS)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "info"])
+def test_the_documented_help_is_the_real_help(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cli.rst shows each command's ``--help`` verbatim; it must not drift from the code."""
+    monkeypatch.setenv("COLUMNS", "100")
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "cli.rst").read_text()
+    block = docs.split(f".. help of lenet5 {command}\n", 1)[1].split(".. end of help", 1)[0]
+    documented = [
+        line[3:].rstrip()
+        for line in block.splitlines()
+        if line.startswith("   ") and not line.startswith("   $ ")
+    ]
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    real = commands.choices[command].format_help()
+    assert documented == [line.rstrip() for line in real.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------- run folder
+
+
+def test_resume_rewrites_the_model_card(
+    trained_run: tuple[Path, subprocess.CompletedProcess[str]],
+    small_mnist_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    from cli_helpers import run_main
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_run[0], out)
+    card = out / "README.md"
+    assert "library_name: lenet5" in card.read_text()
+    card.write_text(card.read_text() + "\nSTALE: the card of the first epoch\n")
+    args = ("--resume", out, "--epochs", "2", "--quiet", "--data-dir", small_mnist_dir)
+    assert run_main("train", *args) == 0
+    assert "STALE" not in card.read_text()
+    assert "library_name: lenet5" in card.read_text()
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 2
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the small data folder fails the MD5 check
+def test_bundle_weights_reads_the_run_folder(
+    trained_run: tuple[Path, subprocess.CompletedProcess[str]],
+    small_mnist_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import hashlib
+    import runpy
+
+    from lenet5.weights import read_safetensors
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_weights.py"
+    bundle = runpy.run_path(str(script))
+    monkeypatch.setitem(bundle["main"].__globals__, "PRETRAINED", tmp_path)
+    argv = ["bundle_weights.py", str(trained_run[0]), "test-v1", "--recipe", "lenet5 train ..."]
+    monkeypatch.setattr("sys.argv", [*argv, "--data-dir", str(small_mnist_dir)])
+    bundle["main"]()
+    out = capsys.readouterr().out
+    written = tmp_path / "test-v1.safetensors"
+    assert f"sha256={hashlib.sha256(written.read_bytes()).hexdigest()!r}" in out
+    assert f"file_size={written.stat().st_size}" in out
+    assert "'test-v1': Weights(" in out
+    assert "# trained with: " in out
+    header = read_safetensors(written)[1]
+    assert header["dataset"] == "mnist"
+    assert header["recipe"] == "lenet5 train ..."
+    assert json.loads(header["classes"]) == [str(d) for d in range(10)]

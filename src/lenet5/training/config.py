@@ -1,7 +1,24 @@
 """TrainConfig: every training setting in one validated dataclass.
 
 Keyword arguments of :class:`~lenet5.Trainer` and the flags of ``lenet5 train`` map one to one
-onto these fields (``batch_size`` is ``--batch-size``).
+onto these fields (``batch_size`` is ``--batch-size``). The command line is generated from the
+fields, so a new field gets its flag without touching :mod:`lenet5.cli`. Each field's
+``metadata`` says how:
+
+``"help"``
+    The flag's help text (argparse adds the default; do not type it here).
+``"choices"``
+    The values the flag accepts (one of the tuples below, written once).
+``"metavar"``
+    The placeholder shown in the help, when the field name does not read well.
+``"flag"``
+    The flag's name when it is not ``--field-name`` (``verbose`` is ``--quiet``), or ``None``
+    for a setting the command line cannot express (one that only takes a callable).
+``"negate"``
+    ``True`` when the flag means the opposite of the field (``--quiet`` is ``verbose=False``).
+
+The flag's type comes from the field's annotation (``int``, ``float``, ``str``; a ``bool``
+becomes ``--name`` / ``--no-name``).
 """
 
 from __future__ import annotations
@@ -9,9 +26,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .._hints import did_you_mean
 from ..devices import is_device_spec
 
 if TYPE_CHECKING:
@@ -130,26 +148,87 @@ class TrainConfig:
             before the run fails (so that a crashed process cannot hang the others).
     """
 
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str | OptimizerFactory = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    scheduler: str | SchedulerFactory | None = None
-    label_smoothing: float = 0.0
-    augment: str | None = None
-    ema_decay: float = 0.0
-    device: str = "auto"
-    seed: int | None = 0
-    deterministic: bool = False
-    val_every: int = 20
-    val_split: int = 0
-    eval_batch_size: int = 2048
-    verbose: bool = True
-    engine: str = "fast"
-    strategy: str = "auto"
-    dist_timeout: float = 300.0
+    epochs: int = field(default=100, metadata={"help": "passes over the training data"})
+    batch_size: int = field(
+        default=32, metadata={"help": "examples per step (per process under DDP)"}
+    )
+    lr: float = field(default=1e-3, metadata={"help": "learning rate (the peak rate for onecycle)"})
+    optimizer: str | OptimizerFactory = field(
+        default="adam", metadata={"help": "the optimizer", "choices": OPTIMIZERS}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay of the optimizer"})
+    momentum: float = field(default=0.9, metadata={"help": "momentum of sgd (Nesterov)"})
+    scheduler: str | SchedulerFactory | None = field(
+        default=None,
+        metadata={
+            "help": "learning-rate schedule, stepped after every batch; none: a constant rate",
+            "choices": SCHEDULERS,
+        },
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "label smoothing of the cross-entropy loss"}
+    )
+    augment: str | None = field(
+        default=None,
+        metadata={
+            "help": "on-device augmentation: affine, elastic or both, with optional arguments, "
+            "e.g. 'affine(degrees=15),elastic(alpha=8,sigma=3)'; none: no augmentation",
+            "metavar": "SPEC",
+        },
+    )
+    ema_decay: float = field(
+        default=0.0, metadata={"help": "average the weights with this decay per step; 0: off"}
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto (CUDA when present), cpu, cuda or cuda:N", "metavar": "DEVICE"},
+    )
+    seed: int | None = field(default=0, metadata={"help": "seed of every random generator"})
+    deterministic: bool = field(
+        default=False, metadata={"help": "use only deterministic algorithms (slower on CUDA)"}
+    )
+    val_every: int = field(
+        default=20, metadata={"help": "validate every N epochs and after the last; 0: never"}
+    )
+    val_split: int = field(
+        default=0,
+        metadata={
+            "help": "hold out N training images for validation instead of using the test set"
+        },
+    )
+    eval_batch_size: int = field(
+        default=2048, metadata={"help": "examples per forward pass in evaluation"}
+    )
+    verbose: bool = field(
+        default=True,
+        metadata={
+            "help": "no log lines or progress bar (--no-quiet undoes it on --resume)",
+            "flag": "--quiet",
+            "negate": True,
+        },
+    )
+    engine: str = field(
+        default="fast",
+        metadata={
+            "help": "fast (data resident on the device, fused optimizer) or plain (a "
+            "DataLoader loop, for comparison)",
+            "choices": ENGINES,
+        },
+    )
+    strategy: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (DDP when started by torchrun), single or ddp",
+            "choices": STRATEGIES,
+        },
+    )
+    dist_timeout: float = field(
+        default=300.0,
+        metadata={
+            "help": "seconds a process waits for the others before the run fails",
+            "metavar": "SECONDS",
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,6 +239,12 @@ class TrainConfig:
         Raises:
             ConfigError: Naming the field, the bad value and what is allowed.
         """
+        self._validate_counts()
+        self._validate_rates()
+        self._validate_names()
+        self._validate_augment()
+
+    def _validate_counts(self) -> None:
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
         _positive_int("eval_batch_size", self.eval_batch_size)
@@ -167,57 +252,44 @@ class TrainConfig:
         _non_negative_int("val_split", self.val_split)
         if self.seed is not None:
             _non_negative_int("seed", self.seed)
+        if not _is_number(self.dist_timeout) or not self.dist_timeout > 0:
+            raise ConfigError(f"dist_timeout must be a positive number, got {self.dist_timeout!r}")
+
+    def _validate_rates(self) -> None:
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "ema_decay"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
+            if not _is_number(value) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"
-            )
-        if (
-            isinstance(self.dist_timeout, bool)
-            or not isinstance(self.dist_timeout, (int, float))
-            or not self.dist_timeout > 0
-        ):
-            raise ConfigError(f"dist_timeout must be a positive number, got {self.dist_timeout!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.augment is not None:
-            from ..augment import parse_augment
-
-            if not isinstance(self.augment, str):
-                raise ConfigError(f"augment must be a spec string or None, got {self.augment!r}")
-            try:
-                parse_augment(self.augment)
-            except ValueError as exc:
-                raise ConfigError(f"augment: {exc}") from None
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+
+    def _validate_names(self) -> None:
+        _one_of("engine", self.engine, ENGINES)
+        _one_of("strategy", self.strategy, STRATEGIES)
         if isinstance(self.optimizer, str):
-            if self.optimizer.lower() not in OPTIMIZERS:
-                raise ConfigError(
-                    f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)} "
-                    "or pass a callable that builds a torch.optim.Optimizer"
-                )
+            _one_of(
+                "optimizer",
+                self.optimizer.lower(),
+                OPTIMIZERS,
+                "or pass a callable that builds a torch.optim.Optimizer",
+                shown=self.optimizer,
+            )
         elif not callable(self.optimizer):
             raise ConfigError(f"optimizer must be a name or a callable, got {self.optimizer!r}")
         if isinstance(self.scheduler, str):
-            if self.scheduler.lower() not in SCHEDULERS:
-                raise ConfigError(
-                    f"unknown scheduler {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)} "
-                    "or pass a callable (optimizer, total_steps) -> LRScheduler"
-                )
+            _one_of(
+                "scheduler",
+                self.scheduler.lower(),
+                SCHEDULERS,
+                "or pass a callable (optimizer, total_steps) -> LRScheduler",
+                shown=self.scheduler,
+            )
         elif self.scheduler is not None and not callable(self.scheduler):
             raise ConfigError(
                 f"scheduler must be a name, a callable or None, got {self.scheduler!r}"
@@ -231,6 +303,18 @@ class TrainConfig:
                 f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
             )
 
+    def _validate_augment(self) -> None:
+        if self.augment is None:
+            return
+        if not isinstance(self.augment, str):
+            raise ConfigError(f"augment must be a spec string or None, got {self.augment!r}")
+        from ..augment import parse_augment
+
+        try:
+            parse_augment(self.augment)
+        except ValueError as exc:
+            raise ConfigError(f"augment: {exc}") from None
+
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
         """The settings of a named recipe (see :data:`RECIPES`), with some overridden.
@@ -239,7 +323,10 @@ class TrainConfig:
             ConfigError: For an unknown recipe or option.
         """
         if name not in RECIPES:
-            raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+            raise ConfigError(
+                f"unknown recipe {name!r}{did_you_mean(name, RECIPES)}; "
+                f"choose one of {', '.join(RECIPES)}"
+            )
         return cls.from_kwargs({**RECIPES[name], **overrides})
 
     @classmethod
@@ -252,12 +339,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
-            import difflib
-
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, sorted(names), n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{name!r}{did_you_mean(name, names)}" for name in unknown]
             raise ConfigError(f"unknown training option {', '.join(hints)}")
         return cls(**kwargs)
 
@@ -280,6 +362,19 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` for configs whose optimizer and scheduler are names."""
         return cls.from_kwargs(dict(data))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _one_of(
+    name: str, value: str, choices: tuple[str, ...], alternative: str = "", *, shown: str = ""
+) -> None:
+    """Refuse a name that is not among ``choices``, listing them."""
+    if value not in choices:
+        message = f"unknown {name} {shown or value!r}; choose one of {', '.join(choices)}"
+        raise ConfigError(f"{message} {alternative}" if alternative else message)
 
 
 def _positive_int(name: str, value: object) -> None:
