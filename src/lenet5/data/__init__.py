@@ -12,13 +12,9 @@ directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
 ``<root>/FashionMNIST/raw/``), gzipped or not.
 """
 
+from . import _facts
 from ._adapters import as_image_set, collate
 from ._facts import (
-    DATA_DIR_ENV,
-    DATASETS,
-    IMAGE_SIZE,
-    MNIST_MEAN,
-    MNIST_STD,
     DataError,
     DatasetInfo,
     dataset_info,
@@ -50,3 +46,18 @@ __all__ = [
     "normalize",
     "read_idx",
 ]
+
+# The constants are bound again here, with their descriptions, because the API reference
+# reads a constant's description from the comment above it in the module it documents.
+
+#: Environment variable naming the folder that holds the IDX files.
+DATA_DIR_ENV: str = _facts.DATA_DIR_ENV
+#: Height and width of MNIST-format images (and of the model's input).
+IMAGE_SIZE: int = _facts.IMAGE_SIZE
+#: Mean of the MNIST training pixels, scaled to [0, 1].
+MNIST_MEAN: float = _facts.MNIST_MEAN
+#: Standard deviation of the MNIST training pixels, scaled to [0, 1].
+MNIST_STD: float = _facts.MNIST_STD
+#: The datasets this package knows, by name (:class:`DatasetInfo` records: files, MD5 sums of
+#: the decompressed files, classes, mean and std).
+DATASETS: dict[str, DatasetInfo] = _facts.DATASETS

@@ -27,15 +27,12 @@ __all__ = [
     "normalize",
 ]
 
-#: Environment variable naming the folder that holds the IDX files.
+# The constants are described where the API reference reads them: lenet5/data/__init__.py.
 DATA_DIR_ENV = "LENET5_DATA_DIR"
 
-#: Height and width of MNIST-format images (and of the model's input).
 IMAGE_SIZE = 28
 
-#: Mean of the MNIST training pixels, scaled to [0, 1].
 MNIST_MEAN = 0.1307
-#: Standard deviation of the MNIST training pixels, scaled to [0, 1].
 MNIST_STD = 0.3081
 
 
@@ -78,8 +75,8 @@ _MNIST_FILES: dict[tuple[Split, str], str] = {
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 
-#: The datasets this module knows, by name. MD5 sums are of the decompressed files, so a
-#: gzipped copy, a re-gzipped copy and torchvision's decompressed copy all verify.
+# MD5 sums are of the decompressed files, so a gzipped copy, a re-gzipped copy and
+# torchvision's decompressed copy all verify.
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         name="mnist",
