@@ -10,10 +10,11 @@ the docs build.
 from __future__ import annotations
 
 import ast
-import tomllib
+import textwrap
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
@@ -64,17 +65,26 @@ def draw() -> str:
                 if theirs < mine:
                     raise ExtensionError(f"{importer} imports {imported}, a higher layer")
                 uses[mine].add(theirs)
-    width = max(len(m) + len(_summary(m)) for layer in layers for m in layer) + 6
+    return _picture(layers, uses)
+
+
+def _picture(layers: list[list[str]], uses: dict[int, set[int]]) -> str:
+    width = 84  # fits a documentation page without scrolling
+    names = max(len(m.removeprefix("lenet5.")) for layer in layers for m in layer)
+    rule = "+" + "-" * (width - 2) + "+"
     lines: list[str] = []
     for i, layer in enumerate(layers):
-        lines.append("+" + "-" * width + "+")
-        for module in layer:
-            text = f"{module.removeprefix('lenet5.')}  {_summary(module)}"
-            lines.append(f"| {text:<{width - 2}} |")
+        number = len(layers) - i
         below = ", ".join(str(len(layers) - j) for j in sorted(uses[i]))
-        tag = f"layer {len(layers) - i}" + (f", imports layers {below}" if below else "")
-        lines.append(f"| {tag:>{width - 2}} |")
-    lines.append("+" + "-" * width + "+")
+        lines += [rule, f"| {f'layer {number}':<{width - 4}} |"]
+        for module in layer:
+            summary = textwrap.wrap(_summary(module).replace("``", ""), width - names - 8)
+            for k, text in enumerate(summary or [""]):
+                name = module.removeprefix("lenet5.") if k == 0 else ""
+                lines.append(f"|   {name:<{names}}  {text:<{width - names - 7}}|")
+        if below:
+            lines.append(f"| {f'imports layers {below}':>{width - 4}} |")
+    lines.append(rule)
     return "\n".join(lines)
 
 
