@@ -26,7 +26,10 @@ MAX_FUNCTION_LINES = 60
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     return grimp.build_graph(
-        "lenet5", include_external_packages=False, exclude_type_checking_imports=True
+        "lenet5",
+        include_external_packages=False,
+        exclude_type_checking_imports=True,
+        cache_dir=None,
     )
 
 

@@ -49,7 +49,10 @@ def draw() -> str:
     import grimp
 
     graph = grimp.build_graph(
-        "lenet5", include_external_packages=False, exclude_type_checking_imports=True
+        "lenet5",
+        include_external_packages=False,
+        exclude_type_checking_imports=True,
+        cache_dir=None,
     )
     layers = _layers()
     uses: dict[int, set[int]] = {i: set() for i in range(len(layers))}
