@@ -178,7 +178,8 @@ class LeNet5(
         * a folder written by :meth:`save_pretrained` (``model.safetensors`` + ``config.json``);
         * a ``.safetensors`` file;
         * a Hugging Face Hub repo id (``"org/name"``), downloaded into (or, offline, read
-          from) the Hugging Face cache.
+          from) the Hugging Face cache. A name of that form that is no local path and
+          cannot be had from the Hub or the cache fails within seconds, saying so.
 
         Overrides the mixin's ``from_pretrained``, which reads ``config.json`` and builds the
         model before looking at the weights, and knows neither registry names nor files.

@@ -1,4 +1,12 @@
-"""Classify pictures with pretrained weights: the library side of ``lenet5 predict``."""
+"""Classify pictures with pretrained weights: the library side of ``lenet5 predict``.
+
+Two ways to report a picture that cannot be used. :meth:`Predictor.predict` is all or
+nothing: it raises :class:`~lenet5.preprocess.ImageError` naming the first bad input (its
+path, or ``images[i]`` for an in-memory one). :meth:`Predictor.predict_files` and
+:func:`predict_files` report per file: every file that fails (unreadable, corrupt,
+truncated, empty, a decompression bomb, a folder, FIFO, device or socket, a blank
+picture...) becomes a :class:`Failure` with its path, and the others are classified.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from .data import DataError, normalize
+from .data import normalize
 from .model import LeNet5
 from .preprocess import ImageError, to_mnist
 from .runtime import inference_model, torch_threads_for
 
-__all__ = ["Candidate", "Prediction", "Predictor", "predict_files"]
+__all__ = ["Candidate", "Failure", "Prediction", "Predictor", "predict_files"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,21 @@ class Prediction:
                 for c in self.top_k
             ],
         }
+
+
+class Failure(NamedTuple):
+    """A file that could not be classified (a tuple ``(path, message)``).
+
+    Attributes:
+        path: The file, as given.
+        message: Why, without the path (``str(failure)`` gives ``"path: message"``).
+    """
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
 
 
 class Predictor:
@@ -133,11 +156,23 @@ class Predictor:
     def predict(self, images: Sequence[Any], *, top_k: int = 3) -> list[Prediction]:
         """Classify pictures: paths, PIL images or tensors (see ``to_mnist``).
 
+        All or nothing: for a per-file report, use :meth:`predict_files`.
+
         Raises:
-            ImageError: If an image cannot be read or is blank.
+            ImageError: For the first image that cannot be read or is blank; the message
+                starts with its path, or ``images[i]`` for an in-memory image.
         """
-        batch = torch.stack([to_mnist(image) for image in images])
-        predictions = self.predict_tensor(batch, top_k=top_k)
+        prepared = []
+        for i, image in enumerate(images):
+            try:
+                prepared.append(to_mnist(image))
+            except ImageError as exc:
+                if isinstance(image, (str, os.PathLike)):
+                    raise  # the message starts with the path
+                raise ImageError(f"images[{i}]: {exc}") from None
+        if not prepared:
+            return []
+        predictions = self.predict_tensor(torch.stack(prepared), top_k=top_k)
         return [
             Prediction(
                 str(image) if isinstance(image, (str, os.PathLike)) else None,
@@ -149,36 +184,64 @@ class Predictor:
             for image, p in zip(images, predictions, strict=True)
         ]
 
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike[str]], *, top_k: int = 3
+    ) -> tuple[list[Prediction], list[Failure]]:
+        """Classify image files, reporting each one that fails instead of raising.
+
+        A file fails when it is missing, not a regular file (a folder, FIFO, device or
+        socket is never opened), empty, truncated, corrupt, not an image, larger than
+        ``PIL.Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb), or blank.
+
+        Args:
+            paths: The files.
+            top_k: How many classes to list per image.
+
+        Returns:
+            ``(predictions, failures)``: the classified files in the order given, and a
+            :class:`Failure` ``(path, message)`` for each of the others.
+        """
+        inputs: list[torch.Tensor] = []
+        kept: list[Path] = []
+        failures: list[Failure] = []
+        for path in map(Path, paths):
+            try:
+                inputs.append(to_mnist(path))
+                kept.append(path)
+            except ImageError as exc:
+                failures.append(Failure(path, str(exc).removeprefix(f"{path}: ")))
+            except Exception as exc:  # one bad input must not stop the others
+                text = " ".join(str(exc).split())  # one line
+                reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+                failures.append(Failure(path, f"cannot prepare the picture ({reason})"))
+        if not inputs:
+            return [], failures
+        predictions = self.predict_tensor(torch.stack(inputs), top_k=top_k)
+        results = [
+            Prediction(str(path), p.prediction, p.label, p.probability, p.top_k)
+            for path, p in zip(kept, predictions, strict=True)
+        ]
+        return results, failures
+
 
 def predict_files(
-    paths: Sequence[Path],
+    paths: Sequence[str | os.PathLike[str]],
     *,
     weights: str | os.PathLike[str] = "DEFAULT",
     top_k: int = 3,
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     backend: str = "auto",
-) -> tuple[list[Prediction], list[tuple[Path, str]]]:
-    """Classify image files; unreadable or blank ones are reported, not fatal.
+) -> tuple[list[Prediction], list[Failure]]:
+    """Classify image files with a new :class:`Predictor`; failures are reported per file.
+
+    See :meth:`Predictor.predict_files`; the other arguments are the :class:`Predictor`'s.
 
     Returns:
-        ``(predictions, failures)``, failures as ``(path, message)``.
+        ``(predictions, failures)``, failures as :class:`Failure` ``(path, message)``.
+
+    Raises:
+        WeightsError: If the weights cannot be loaded (nothing is classified then).
     """
     predictor = Predictor(weights, device=device, batch_size=batch_size, backend=backend)
-    inputs: list[torch.Tensor] = []
-    kept: list[Path] = []
-    failures: list[tuple[Path, str]] = []
-    for path in paths:
-        try:
-            inputs.append(to_mnist(path))
-            kept.append(path)
-        except (ImageError, DataError) as exc:
-            failures.append((path, str(exc).removeprefix(f"{path}: ")))
-    if not inputs:
-        return [], failures
-    predictions = predictor.predict_tensor(torch.stack(inputs), top_k=top_k)
-    results = [
-        Prediction(str(path), p.prediction, p.label, p.probability, p.top_k)
-        for path, p in zip(kept, predictions, strict=True)
-    ]
-    return results, failures
+    return predictor.predict_files(paths, top_k=top_k)

@@ -226,8 +226,11 @@ class Weights:
     def verified_path(self) -> Path:
         """The file's path, after checking its size and SHA-256 (if the record has one).
 
+        At most the recorded size plus one byte is read: a file of another size cannot
+        have the recorded SHA-256, so it is refused without being read to its end.
+
         Raises:
-            WeightsError: If the file is missing, truncated or altered.
+            WeightsError: If the file is missing, truncated, replaced or altered.
         """
         path = self.path
         if not path.is_file():
@@ -235,11 +238,14 @@ class Weights:
             raise WeightsError(f"weights {self.name!r} are missing ({path}); {where}")
         if not self.sha256:
             return path  # not bundled: nothing to compare with
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(self.file_size + 1)
         if len(data) != self.file_size:
+            size = f"{path.stat().st_size:,}" if len(data) > self.file_size else f"{len(data):,}"
             raise WeightsError(
-                f"bundled weights {self.name!r} at {path} are {len(data):,} bytes, expected "
-                f"{self.file_size:,}: the file is truncated or altered; reinstall lenet5"
+                f"bundled weights {self.name!r} at {path} fail their SHA-256 check: the file "
+                f"is {size} bytes, the recorded one {self.file_size:,} (truncated, or replaced "
+                "by another file); reinstall lenet5"
             )
         digest = hashlib.sha256(data).hexdigest()
         if digest != self.sha256:

@@ -21,6 +21,7 @@ from .._io import CONFIG_NAME, WEIGHTS_NAME
 from ..data import DATASETS
 from ._bundled import registry
 from ._files import WeightsError, check_config, infer_config, read_config, read_safetensors
+from ._hub import hub_files
 from ._record import Weights, WeightsMeta, weights_meta
 
 __all__ = ["Resolved", "header_meta", "resolve_pretrained"]
@@ -182,6 +183,8 @@ def resolve_pretrained(
                 "run arbitrary code); convert with safetensors.torch.save_file(state_dict, path)"
             )
         return _from_file(path, path.with_name(CONFIG_NAME), str(path))
+    if path.exists():
+        raise WeightsError(f"{path} is neither a folder nor a regular file; give weights files")
     if _REPO_ID.match(text) and not text.endswith(".safetensors"):
         return _from_hub(
             text,
@@ -207,38 +210,12 @@ def _from_hub(
     token: str | bool | None,
     force_download: bool,
 ) -> Resolved:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
+    file, config_file = hub_files(
+        repo_id,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        token=token,
+        force_download=force_download,
     )
-
-    def fetch(filename: str) -> Path:
-        return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                revision=revision,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-                local_files_only=local_files_only,
-                token=token,
-                force_download=force_download,
-            )
-        )
-
-    try:
-        file = fetch(WEIGHTS_NAME)  # safetensors only: never the pickle fallback
-    except LocalEntryNotFoundError as exc:
-        raise WeightsError(
-            f"{WEIGHTS_NAME} of Hub repo {repo_id!r} is not in the Hugging Face cache and "
-            f"downloading is off (offline mode or local_files_only): {exc}"
-        ) from exc
-    except (EntryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError) as exc:
-        raise WeightsError(f"cannot fetch {WEIGHTS_NAME} from Hub repo {repo_id!r}: {exc}") from exc
-    try:
-        config_file: Path | None = fetch(CONFIG_NAME)
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
-        config_file = None  # the shapes tell the constructor arguments
     return _from_file(file, config_file, f"hf://{repo_id}")
