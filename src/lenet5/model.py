@@ -33,6 +33,7 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
 from ._io import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, atomic_file
+from .data import IMAGE_SIZE as IMAGE_SIZE  # also importable from here, as before
 from .weights import (
     Weights,
     WeightsError,
@@ -46,10 +47,9 @@ from .weights import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["IMAGE_SIZE", "LeNet5"]
-
-#: Height and width of the images the model takes.
-IMAGE_SIZE = 28
+# IMAGE_SIZE (the images' height and width) is a dataset fact, imported here for the shape
+# check and kept importable from here for older code.
+__all__ = ["LeNet5"]
 
 #: The header metadata of the ``model.safetensors`` that ``save_pretrained`` is writing: the
 #: mixin calls ``_save_pretrained(folder)`` with nothing else.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .data import MNIST_MEAN, MNIST_STD, DataError, normalize
+from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, DataError, normalize
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -30,7 +30,7 @@ __all__ = ["IMAGE_SUFFIXES", "ImageError", "MNISTTransform", "load_image", "prep
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 _BOX = 20  # MNIST fits each digit into a 20x20 box ...
-_SIZE = 28  # ... inside a 28x28 image.
+_SIZE = IMAGE_SIZE  # ... inside a 28x28 image.
 #: Pictures with more pixels are first reduced by an integer factor (see ``_shrink``).
 _WORK_PIXELS = 4096 * 4096
 
