@@ -1,10 +1,5 @@
-"""Finding, downloading and loading the IDX files of a dataset.
-
-Where the files are looked for, in order: the ``root`` argument, then the
-``LENET5_DATA_DIR`` environment variable. Inside that folder the four files may lie
-directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
-``<root>/FashionMNIST/raw/``), gzipped or not.
-"""
+"""Finding, downloading and loading the IDX files of a dataset (the search order is in
+:mod:`lenet5.data`), and telling datasets apart by their MD5 sums."""
 
 from __future__ import annotations
 
