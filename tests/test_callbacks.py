@@ -508,6 +508,22 @@ def test_checkpoint_saved_when_stopped(tmp_path: Path, tiny_train: ImageSet) -> 
     assert (tmp_path / "latest").read_text().strip() == "epoch-0002"
 
 
+def test_a_stop_asked_after_the_checkpoint_of_an_epoch_is_still_saved(
+    tmp_path: Path, tiny_train: ImageSet
+) -> None:
+    class LateStop(Callback):
+        order = 95  # after Checkpoint: its on_epoch_end has already passed this epoch by
+
+        def on_epoch_end(self, state: TrainState) -> None:
+            state.stop("asked late")
+
+    checkpoint = Checkpoint(tmp_path, every=5)
+    state = quiet(epochs=5, callbacks=[checkpoint, LateStop()]).fit(tiny_train)
+    assert (state.epoch, state.stop_reason) == (1, "asked late")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001", "latest"]
+    assert checkpoint.last_path == tmp_path / "epoch-0001"
+
+
 def test_failed_checkpoint_leaves_no_temp_files(tmp_path: Path, tiny_train: ImageSet) -> None:
     class Explodes(Callback):
         def state_dict(self) -> dict[str, Any]:

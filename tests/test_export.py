@@ -74,3 +74,60 @@ def test_export_error_is_one_class() -> None:
     from lenet5._onnx_graph import ExportError as raised_below
 
     assert ExportError is lenet5.ExportError is raised_below
+
+
+# ------------------------------------------------ refused before the file is written
+
+
+class BatchBranch(torch.nn.Module):
+    """Control flow on the input: tracing keeps only the branch of the batch it traced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.fc(x.flatten(1))
+        return y if x.shape[0] == 2 else -y
+
+
+class Counter(torch.nn.Module):
+    """A forward pass that depends on how often it ran: an export freezes one count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(28 * 28, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        y: torch.Tensor = self.fc(x.flatten(1))
+        return y * self.calls
+
+
+def _refused(path: Path, model: torch.nn.Module, format: str) -> str:
+    """Export ``model`` over an existing file; returns the one-line refusal."""
+    path.write_bytes(b"the previous export")
+    with pytest.raises(ExportError) as info:
+        export_model(model, path, format=format)  # type: ignore[arg-type]
+    assert path.read_bytes() == b"the previous export"  # untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporaries
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_torchscript_export_that_differs_is_refused_before_writing(tmp_path: Path) -> None:
+    message = _refused(tmp_path / "m.pt", BatchBranch(), "torchscript")
+    assert message == "the TorchScript export does not reproduce the model's outputs"
+    message = _refused(tmp_path / "m.pt", Counter(), "torchscript")
+    assert message == (
+        "cannot trace Counter to TorchScript: Tracing failed sanity checks! ERROR: Graphs "
+        "differed across invocations!"
+    )
+
+
+@needs_onnx
+def test_an_onnx_export_that_differs_is_refused_before_writing(tmp_path: Path) -> None:
+    message = _refused(tmp_path / "m.onnx", Counter(), "onnx")
+    assert message == "the ONNX Runtime export does not reproduce the model's outputs"

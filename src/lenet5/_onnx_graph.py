@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import warnings
 from typing import TYPE_CHECKING, TypeAlias, cast
 
@@ -29,6 +30,7 @@ __all__ = [
     "export_core",
     "in_channels",
     "lenet5_layers",
+    "one_line",
     "onnx_bytes",
     "require_onnx",
 ]
@@ -43,6 +45,24 @@ class ExportError(RuntimeError):
     Defined here, where it is first raised; import it as ``lenet5.export.ExportError``
     (or ``lenet5.ExportError``).
     """
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """What went wrong, in one line: the first lines (at most two, up to a blank one) of the
+    innermost cause, without terminal colours. Exporters wrap their errors in several
+    layers of advice; the innermost says what the model does that cannot be exported."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines: list[str] = []
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        if not line.strip() or len(lines) == 2:
+            break
+        lines.append(line.strip())
+    text = " ".join(" ".join(lines).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def require_onnx(*modules: str) -> None:
@@ -209,7 +229,9 @@ def _traced_graph(model: nn.Module, opset: int) -> bytes:
                 dynamo=True,
             )
         except Exception as exc:  # the exporter raises many kinds of errors
-            raise ExportError(f"cannot export {type(model).__name__} to ONNX: {exc}") from exc
+            raise ExportError(
+                f"cannot export {type(model).__name__} to ONNX: {one_line(exc)}"
+            ) from exc
     assert program is not None
     return bytes(program.model_proto.SerializeToString())
 

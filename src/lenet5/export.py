@@ -23,6 +23,7 @@ from ._onnx_graph import (
     example_batch,
     export_core,
     in_channels,
+    one_line,
     onnx_bytes,
     require_onnx,
 )
@@ -49,13 +50,19 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         The file written.
 
     Raises:
-        ExportError: If the traced module's outputs differ from the eager model's.
+        ExportError: If the model cannot be traced (its graph differs between calls), or
+            the traced module's outputs differ from the eager model's; nothing is written.
     """
     path = Path(path)
     core = export_core(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still works
-        traced = torch.jit.trace(core, example_batch(model))  # type: ignore[no-untyped-call]
+        try:
+            traced = torch.jit.trace(core, example_batch(model))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # TracingCheckError, or whatever the model raises
+            raise ExportError(
+                f"cannot trace {type(model).__name__} to TorchScript: {one_line(exc)}"
+            ) from exc
         with atomic_file(path) as tmp:
             traced.save(str(tmp))
             loaded = torch.jit.load(str(tmp))  # type: ignore[no-untyped-call]

@@ -24,6 +24,7 @@ from ._onnx_graph import (
     check_outputs,
     export_core,
     in_channels,
+    one_line,
     onnx_bytes,
     require_onnx,
 )
@@ -103,7 +104,9 @@ class OnnxRuntimeModel:
         except ExportError:
             raise
         except Exception as exc:  # onnxruntime's own error types
-            raise ExportError(f"ONNX Runtime cannot run {type(model).__name__}: {exc}") from exc
+            raise ExportError(
+                f"ONNX Runtime cannot run {type(model).__name__}: {one_line(exc)}"
+            ) from exc
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits for a float batch ``(N, C, 28, 28)`` (returned on the CPU)."""

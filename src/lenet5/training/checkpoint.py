@@ -1,38 +1,36 @@
-"""The checkpoint format, both directions: save, find, load, restore and prune.
+"""The checkpoint format, both directions: save, find, load, restore and prune; and resuming.
 
 A checkpoint is a folder ``epoch-NNNN`` (``epoch-NNNN-batch-BBBBBB`` when a run stopped
 mid-epoch) with the weights as ``model.safetensors`` and the rest of the training state as
 ``trainer.pt``, which is read back with ``torch.load(weights_only=True)`` (tensors and plain
-containers only, no arbitrary objects). The folder is written under a temporary name and
-renamed into place; the text file ``latest`` beside it names the newest complete checkpoint
-and is replaced atomically too.
+containers only, no arbitrary objects) and checked key by key. The folder is written under a
+temporary name and renamed into place; the text file ``latest`` beside it names the newest
+complete checkpoint and is replaced atomically too. A damaged newest checkpoint in a folder
+of checkpoints is passed over for the newest intact one, with a warning.
 
 :class:`CheckpointConnector` is the one place that knows what goes into ``trainer.pt`` and
 how it comes back, each part's saving beside its restoring (as Lightning's checkpoint
-connector does). The module-level functions are shortcuts to it.
+connector does). :func:`resume_overrides` decides which changed settings a resumed run
+applies and which it refuses. The other module-level functions are shortcuts. (The errors
+and the resume rules are defined in private submodules only to keep each file small;
+import them from here.)
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 
-from .._io import (
-    CHECKPOINTS_DIR,
-    LATEST_NAME,
-    TRAINER_STATE_NAME,
-    WEIGHTS_NAME,
-    atomic_folder,
-    atomic_write_text,
-)
+from .._io import LATEST_NAME, TRAINER_STATE_NAME, WEIGHTS_NAME, atomic_folder, atomic_write_text
+from ._checkpoint_files import FORMAT_VERSION, CheckpointError, checkpoints, select
+from ._resume import OPTIMIZER_SETTINGS, Override, ResumeError, resume_overrides
 
 if TYPE_CHECKING:
     from .state import TrainState
@@ -40,32 +38,21 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckpointConnector",
     "CheckpointError",
+    "Override",
+    "ResumeError",
     "find_checkpoint",
     "load_checkpoint",
     "prune_checkpoints",
+    "resume_overrides",
     "save_checkpoint",
 ]
 
-_NAME = re.compile(r"^epoch-(\d{4,})(?:-batch-(\d+))?$")
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not match the run resuming from it."""
-
-
-def _checkpoints(folder: Path) -> list[Path]:
-    """The checkpoint folders in ``folder``, oldest first (a mid-epoch one before its epoch)."""
-
-    def progress(match: re.Match[str]) -> tuple[int, float]:
-        batch = match.group(2)
-        return int(match.group(1)), float(batch) if batch is not None else float("inf")
-
-    found = sorted((progress(m), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
-    return [p for _, p in found]
-
-
-def _is_complete(folder: Path) -> bool:
-    return (folder / TRAINER_STATE_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class CheckpointConnector:
@@ -73,9 +60,10 @@ class CheckpointConnector:
 
     What a checkpoint holds: the weights, the optimizer (whose implementation flags belong to
     the device, so a restore keeps the current ones), the scheduler, the EMA, the epoch and
-    step, the progress within an unfinished epoch, the random states, the history and the
-    state of every callback that has one. Restoring a checkpoint and training on ends the
-    run as if it had never stopped.
+    step, the progress within an unfinished epoch, the random states, the history, the
+    number of processes, the overrides of earlier resumes and the state of every callback
+    that has one. Restoring a checkpoint and training on with the same settings ends the run
+    as if it had never stopped.
 
     Args:
         state: The fit being saved, or being filled in by a restore (its model, optimizer,
@@ -83,11 +71,7 @@ class CheckpointConnector:
     """
 
     #: The ``format_version`` written into ``trainer.pt``, and the only one read back.
-    FORMAT_VERSION: ClassVar[int] = 1
-    #: Settings that may differ between a checkpoint and the run resuming from it.
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"epochs", "device", "verbose", "eval_batch_size", "val_every"}
-    )
+    FORMAT_VERSION: ClassVar[int] = FORMAT_VERSION
 
     def __init__(self, state: TrainState) -> None:
         self.state = state
@@ -99,18 +83,24 @@ class CheckpointConnector:
 
         Returns:
             The checkpoint folder.
+
+        Raises:
+            lenet5._io.WriteError: If it cannot be written (``cannot write PATH: CAUSE``);
+                the previous checkpoints stay as they were.
         """
         state, directory = self.state, Path(directory)
         name = f"epoch-{state.epoch:04d}"
         if not state.epoch_complete:
             name += f"-batch-{state.batch_in_epoch:06d}"
+        # Serialised first, so that a failure to write names the path, not torch's stream.
+        weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+        weight_bytes = safetensors_bytes(weights, metadata={"format": "pt"})
+        buffer = io.BytesIO()
+        torch.save(self.dump(), buffer)
         # A rerun of the same epoch replaces the old checkpoint whole.
         with atomic_folder(directory / name) as tmp:
-            weights = {
-                k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()
-            }
-            save_file(weights, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            torch.save(self.dump(), tmp / TRAINER_STATE_NAME)
+            _write(tmp / WEIGHTS_NAME, weight_bytes)
+            _write(tmp / TRAINER_STATE_NAME, buffer.getvalue())
         atomic_write_text(directory / LATEST_NAME, name + "\n")
         return directory / name
 
@@ -129,66 +119,106 @@ class CheckpointConnector:
             "epoch_progress": self._dump_progress(),
             "callbacks": self._dump_callbacks(),
             "rng": self._dump_rng(),
+            "world_size": state.world_size,
+            "train_size": state.train_size,
+            "overrides": [o.to_dict() for o in state.overrides],
         }
 
-    def restore(self, path: str | os.PathLike[str], *, stacklevel: int = 2) -> None:
+    def restore(self, path: str | os.PathLike[str], *, stacklevel: int = 2) -> list[Override]:
         """Load the checkpoint that ``path`` means (see :meth:`find`) into the state.
+
+        Settings that differ from the checkpoint's are applied from the resumed step on or
+        refused (:func:`resume_overrides`); ``state.overrides`` gets the earlier resumes'
+        overrides followed by this one's.
 
         Args:
             path: A checkpoint folder, a folder of checkpoints or a run folder.
             stacklevel: As for :func:`warnings.warn`, counted from this method: where the
-                warning about changed settings points (2, the default, is the caller).
+                warning about a damaged checkpoint passed over points (2, the caller).
+
+        Returns:
+            This resume's overrides.
 
         Raises:
-            CheckpointError: If the checkpoint cannot be read, does not fit the model, or
-                was trained for a different length with a learning-rate schedule.
+            ResumeError: If a changed setting cannot take effect, or the run had another
+                number of processes.
+            CheckpointError: If no intact checkpoint is there, or it does not fit the model.
         """
-        state = self.state
-        weights, saved = self.load(path)
+        weights, saved = self.load(path, stacklevel=stacklevel + 1)
         try:
-            state.model.load_state_dict(weights)
-        except RuntimeError as exc:
+            overrides = self._check_resume(saved)
+        except ResumeError as exc:
+            raise ResumeError(f"{saved['path']}: {exc}", exc.settings) from None
+        try:
+            self._apply(weights, saved, overrides)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            reason = " ".join(str(exc).split())[:300]
             raise CheckpointError(
-                f"checkpoint {saved['path']} does not fit this model: {exc}"
+                f"checkpoint {saved['path']} does not fit this run: {reason}"
             ) from exc
-        self._check_config(saved, stacklevel + 1)
-        self._restore_optimizer(saved["optimizer"])
+        return overrides
+
+    def _check_resume(self, saved: dict[str, Any]) -> list[Override]:
+        """This resume's overrides; refuses what cannot take effect, before anything changes."""
+        state = self.state
+        overrides = resume_overrides(
+            json.loads(saved["config"]),
+            state.config,
+            epochs_done=saved["epoch"],
+            global_step=saved["global_step"],
+        )
+        processes = saved.get("world_size", state.world_size)
+        if processes != state.world_size:
+            raise ResumeError(
+                f"cannot resume on {state.world_size} process(es) (trained on {processes}: "
+                "each step's global batch is batch_size times the processes); resume on "
+                f"{processes} (torchrun --nproc_per_node={processes}), or start a new run",
+                ["strategy"],
+            )
+        examples = saved.get("train_size", state.train_size)
+        if examples != state.train_size:
+            raise ResumeError(
+                f"cannot resume on {state.train_size} training examples (trained on "
+                f"{examples}: the batches of every epoch depend on them); resume with the "
+                "same training data, or start a new run",
+                ["data"],
+            )
+        return overrides
+
+    def _apply(
+        self, weights: dict[str, torch.Tensor], saved: dict[str, Any], overrides: list[Override]
+    ) -> None:
+        """Put the checkpoint into the state, then the overrides over it."""
+        state = self.state
+        self._restore_weights(weights)
+        self._restore_optimizer(saved["optimizer"], overrides)
         if state.scheduler is not None and saved["scheduler"] is not None:
             state.scheduler.load_state_dict(saved["scheduler"])
-        if state.ema is not None and saved.get("ema") is not None:
-            state.ema.load_state_dict(saved["ema"])
-        state.epoch = int(saved["epoch"])
-        state.global_step = int(saved["global_step"])
-        self._restore_progress(saved.get("epoch_progress"))
+        self._restore_ema(saved["ema"])
+        state.epoch, state.global_step = saved["epoch"], saved["global_step"]
+        self._restore_progress(saved["epoch_progress"])
         state.history = [dict(h) for h in saved["history"]]
         self._restore_rng(saved["rng"])
         self._restore_callbacks(saved["callbacks"])
+        earlier = [
+            Override(o["setting"], o.get("before"), o.get("after"), o["step"])
+            for o in saved.get("overrides", [])
+        ]
+        state.overrides = earlier + overrides
 
     # ------------------------------------------------ part by part, each way side by side
 
-    def _check_config(self, saved: dict[str, Any], stacklevel: int) -> None:
-        """The saved settings (``dump``'s ``config``) against the resuming run's."""
-        saved_config = json.loads(saved["config"])
-        current = self.state.config.to_dict()
-        if self.state.scheduler is not None and saved_config.get("epochs") != current["epochs"]:
-            raise CheckpointError(
-                f"{saved['path']} was trained for {saved_config.get('epochs')} epochs with the "
-                f"{current['scheduler']!r} learning-rate schedule, which is laid out for that "
-                "length; resume it with the same number of epochs"
-            )
-        changed = sorted(
-            k
-            for k in current
-            if k not in self.RESUMABLE_CHANGES and saved_config.get(k) != current[k]
-        )
-        if changed:
-            warnings.warn(
-                f"resuming {saved['path']} with different settings for {changed}; the result "
-                "will not match an uninterrupted run",
-                stacklevel=stacklevel,
-            )
+    def _restore_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        model = self.state.model
+        for name, tensor in model.state_dict().items():
+            if name in weights and weights[name].dtype != tensor.dtype:
+                raise CheckpointError(
+                    f"{name} is {weights[name].dtype} in the checkpoint, {tensor.dtype} in "
+                    "the model"
+                )
+        model.load_state_dict(weights)
 
-    def _restore_optimizer(self, saved: dict[str, Any] | None) -> None:
+    def _restore_optimizer(self, saved: dict[str, Any] | None, overrides: list[Override]) -> None:
         optimizer = self.state.optimizer
         assert optimizer is not None
         if saved is None:
@@ -199,6 +229,21 @@ class CheckpointConnector:
         optimizer.load_state_dict(saved)
         for group, kept in zip(optimizer.param_groups, flags, strict=True):
             group.update(kept)
+            # The saved groups bring their own rates back: the overrides go in after them.
+            for o in overrides:
+                if o.setting in OPTIMIZER_SETTINGS:
+                    group[o.setting] = o.after
+                if o.setting == "momentum" and "nesterov" in group:
+                    group["nesterov"] = o.after > 0
+
+    def _restore_ema(self, saved: dict[str, Any] | None) -> None:
+        ema = self.state.ema
+        if ema is None:
+            return  # averaging is off from now on: the saved average is not used
+        if saved is not None:
+            ema.load_state_dict(saved)
+        else:  # averaging starts now: from the restored weights, not the initial ones
+            ema.module.load_state_dict(self.state.model.state_dict())
 
     def _dump_progress(self) -> dict[str, Any] | None:
         """How far the current epoch got, or ``None`` once it is complete."""
@@ -221,10 +266,15 @@ class CheckpointConnector:
         if progress is None:  # the saved epoch was complete
             state.batch_in_epoch = state.steps_per_epoch
             return
-        state.batch_in_epoch = int(progress["batches"])
-        state._epoch_loss_sum = progress["loss_sum"].to(state.device)
-        state._epoch_correct = progress["correct"].to(state.device)
-        state._epoch_seen = int(progress["seen"])
+        if progress["batches"] >= state.steps_per_epoch:
+            raise ValueError(
+                f"it stopped after batch {progress['batches']} of an epoch of "
+                f"{state.steps_per_epoch} batches"
+            )
+        state.batch_in_epoch = progress["batches"]
+        state._epoch_loss_sum = progress["loss_sum"].reshape(()).to(state.device)
+        state._epoch_correct = progress["correct"].reshape(()).to(state.device, torch.long)
+        state._epoch_seen = progress["seen"]
         state._epoch_generator_state = progress["generator"]
 
     def _dump_rng(self) -> dict[str, Any]:
@@ -260,60 +310,33 @@ class CheckpointConnector:
     # ---------------------------------------------------------------- the files alone
 
     @staticmethod
-    def find(path: str | os.PathLike[str]) -> Path:
-        """Find the checkpoint folder that ``path`` means.
+    def find(path: str | os.PathLike[str], *, stacklevel: int = 2) -> Path:
+        """Find the checkpoint folder that ``path`` means, and check that it is intact.
 
-        ``path`` may be a checkpoint folder itself, a folder of checkpoints (the one
-        ``latest`` names, or else the newest complete one), or a run folder with a
-        ``checkpoints`` subfolder.
+        ``path`` may be a checkpoint folder itself (damage is then an error), a folder of
+        checkpoints (the one ``latest`` names, or else the newest; a damaged one is passed
+        over for the newest intact one before it, with a warning naming both), or a run
+        folder with a ``checkpoints`` subfolder.
 
         Raises:
-            CheckpointError: If no complete checkpoint is there.
+            CheckpointError: If no intact checkpoint is there, in one line naming the file.
         """
-        path = Path(path)
-        if _is_complete(path):
-            return path
-        for folder in (path, path / CHECKPOINTS_DIR):
-            if not folder.is_dir():
-                continue
-            latest = folder / LATEST_NAME
-            if latest.is_file():
-                candidate = folder / latest.read_text(encoding="utf-8").strip()
-                if _is_complete(candidate):
-                    return candidate
-            for candidate in reversed(_checkpoints(folder)):
-                if _is_complete(candidate):
-                    return candidate
-        raise CheckpointError(
-            f"no checkpoint found in {path}: expected a folder with {WEIGHTS_NAME} and "
-            f"{TRAINER_STATE_NAME}, or a run folder with {CHECKPOINTS_DIR}/ (train with "
-            "--out DIR to write them)"
-        )
+        return select(Path(path), stacklevel + 1)[0]
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Read a checkpoint's weights and trainer state (no arbitrary objects are unpickled).
+    def load(
+        cls, path: str | os.PathLike[str], *, stacklevel: int = 2
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Read a checkpoint's weights and trainer state (no arbitrary objects are unpickled,
+        and the trainer state's structure is checked); which checkpoint, as :meth:`find`.
 
         Returns:
             ``(model_state_dict, trainer_state)``; ``trainer_state["path"]`` is the folder.
 
         Raises:
-            CheckpointError: If the files cannot be read or are of another format version.
+            CheckpointError: If the files are missing, damaged or of another format version.
         """
-        folder = cls.find(path)
-        try:
-            weights = load_file(str(folder / WEIGHTS_NAME))
-            trainer_state = torch.load(
-                folder / TRAINER_STATE_NAME, map_location="cpu", weights_only=True
-            )
-        except Exception as exc:
-            raise CheckpointError(f"cannot read checkpoint {folder}: {exc}") from exc
-        if trainer_state.get("format_version") != cls.FORMAT_VERSION:
-            raise CheckpointError(
-                f"{folder}: checkpoint format {trainer_state.get('format_version')!r} is not "
-                f"supported (expected {cls.FORMAT_VERSION})"
-            )
-        trainer_state["path"] = str(folder)
+        _, weights, trainer_state = select(Path(path), stacklevel + 1)
         return weights, trainer_state
 
     @staticmethod
@@ -325,7 +348,7 @@ class CheckpointConnector:
         With ``newest`` (the checkpoint just written), only checkpoints that come before it
         are candidates: anything sorting after it belongs to another run and is left alone.
         """
-        found = _checkpoints(Path(directory))
+        found = checkpoints(Path(directory))
         if newest is not None:
             names = [p.name for p in found]
             if Path(newest).name in names:
@@ -341,12 +364,12 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState) -> Pat
 
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder that ``path`` means (:meth:`CheckpointConnector.find`)."""
-    return CheckpointConnector.find(path)
+    return CheckpointConnector.find(path, stacklevel=3)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A checkpoint's ``(weights, trainer_state)`` (:meth:`CheckpointConnector.load`)."""
-    return CheckpointConnector.load(path)
+    return CheckpointConnector.load(path, stacklevel=3)
 
 
 def prune_checkpoints(

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = [
+    "STOP_REASON_BYTES",
     "DistributedError",
     "ProcessGroup",
     "ShardedBatchSampler",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+#: The longest stop reason (in UTF-8 bytes) that :meth:`ProcessGroup.first_stop` passes on.
+STOP_REASON_BYTES = 127
 
 
 class DistributedError(RuntimeError):
@@ -172,6 +176,36 @@ class ProcessGroup:
             t.copy_(flat[offset : offset + n].view_as(t).to(t.dtype))
             offset += n
 
+    def first_stop(self, reason: str | None) -> str | None:
+        """Agree on stopping: the reason of the lowest-ranked process that asks to stop.
+
+        A collective: every process calls it at the same point of the run, with its own
+        stop reason or ``None``. It costs one all-reduce of a single number (the lowest
+        rank asking); only when some process asks, its reason (cut at
+        :data:`STOP_REASON_BYTES`) is broadcast to the others.
+
+        Returns:
+            The reason (the same on every process), or ``None`` when no process asks.
+        """
+        if self.world_size == 1:
+            return reason
+        device = (
+            torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else None
+        )
+        first = torch.tensor([self.rank if reason is not None else self.world_size], device=device)
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        src = int(first.item())
+        if src == self.world_size:
+            return None
+        text = torch.zeros(STOP_REASON_BYTES, dtype=torch.uint8)
+        if self.rank == src:
+            assert reason is not None
+            encoded = reason.encode("utf-8")[:STOP_REASON_BYTES]
+            text[: len(encoded)] = torch.tensor(list(encoded), dtype=torch.uint8)
+        text = text.to(device) if device is not None else text
+        dist.broadcast(text, src)
+        return bytes(text.tolist()).rstrip(b"\0").decode("utf-8", "replace")
+
     def barrier(self) -> None:
         """Wait for every process."""
         if self.world_size > 1:
@@ -220,6 +254,11 @@ class ShardedBatchSampler(Sampler[list[int]]):
         rank: This process's rank.
         world_size: Number of processes.
         generator: Draws the permutation when iteration starts.
+
+    Attributes:
+        start: Batches to leave out at the start of each iteration (those a resumed run
+            already did): their indices are drawn, but never yielded, so their examples are
+            never read.
     """
 
     def __init__(
@@ -230,13 +269,14 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.generator = generator
+        self.start = 0
 
     def __len__(self) -> int:
         return steps_per_epoch(self.size, self.batch_size, self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = torch.randperm(self.size, generator=self.generator)
-        for step in range(len(self)):
+        for step in range(self.start, len(self)):
             positions = global_batch(step, self.size, self.batch_size, self.world_size)
             yield shard(perm[positions], self.rank, self.world_size).tolist()
 

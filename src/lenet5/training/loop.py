@@ -12,18 +12,49 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import ImageSet
 from ..inference import evaluate, model_input
-from .distributed import global_batch, shard
+from .distributed import ShardedBatchSampler, global_batch, shard
 from .engine import TrainStep
 from .state import TrainState
 
-__all__ = ["Hook", "batch_input", "batches", "run_epoch", "validate"]
+__all__ = [
+    "STOP_CHECK_EVERY",
+    "Hook",
+    "batch_input",
+    "batches",
+    "run_epoch",
+    "stop_agreed",
+    "validate",
+]
 
 #: A bound callback hook.
 Hook = Callable[[TrainState], None]
+
+#: Under DDP, the processes agree on a stop (:func:`stop_agreed`) after every this many
+#: batches of an epoch, after its last batch and after every epoch, so that a
+#: ``state.stop()`` on any one process takes effect on all of them after the same batch.
+#: Each agreement is one all-reduce of a single number (on 2 CPU processes with gloo about
+#: 0.5 ms, against 15 ms for a step of 16 images per process on a loaded 2-core machine):
+#: every 8 batches keeps it below 0.5% of the training time.
+STOP_CHECK_EVERY = 8
+
+
+def stop_agreed(state: TrainState) -> bool:
+    """Whether the run stops here: ``state.stop()`` was called on this process or, under
+    DDP, on any process (then every process adopts the lowest-ranked one's reason).
+
+    Under DDP this is a collective, which every process reaches at the same points of the
+    run; a stop asked for in between waits for the next of them.
+    """
+    if state.world_size == 1:
+        return state.stop_requested
+    reason = state.process_group.first_stop(state.stop_reason)
+    if reason is not None and not state.stop_requested:
+        state.stop(reason)
+    return reason is not None
 
 
 def run_epoch(
@@ -44,9 +75,10 @@ def run_epoch(
     assert state._epoch_generator_state is not None
     # Rewind to the epoch's start so that a resumed epoch draws the same batches.
     state.generator.set_state(state._epoch_generator_state)
-    if state.stop_requested:  # asked for in on_fit_start or on_epoch_start
+    if stop_agreed(state):  # asked for in on_fit_start or on_epoch_start
         return _epoch_metrics(state)
     bs, world = state.config.batch_size, state.world_size
+    every = STOP_CHECK_EVERY if world > 1 else 1
     for inputs, targets in batches(state, skip=state.batch_in_epoch):
         for fn in start_hooks:
             fn(state)
@@ -64,7 +96,8 @@ def run_epoch(
         state.global_step += 1
         for fn in end_hooks:
             fn(state)
-        if state.stop_requested:  # before the next batch is even fetched
+        check = state.batch_in_epoch % every == 0 or state.epoch_complete
+        if check and stop_agreed(state):  # before the next batch is even fetched
             break
     _epoch_metrics(state)
 
@@ -110,10 +143,12 @@ def batches(state: TrainState, skip: int) -> Iterator[tuple[torch.Tensor, torch.
             idx = shard(perm[positions], state.rank, world)
             yield batch_input(state, data.images[idx], data.mean, data.std), data.labels[idx]
         return
-    assert data is not None
-    for index, (images, labels) in enumerate(data):
-        if index < skip:
-            continue
+    assert isinstance(data, DataLoader)
+    assert isinstance(data.batch_sampler, ShardedBatchSampler)
+    # Skipped in the sampler, not by reading and dropping batches: a transform that draws
+    # random numbers then draws exactly as in a run that never stopped.
+    data.batch_sampler.start = skip
+    for images, labels in data:
         images = images.to(state.device, non_blocking=True)
         yield (
             batch_input(state, images, *state.norm),

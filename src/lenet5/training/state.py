@@ -15,6 +15,7 @@ from .distributed import ProcessGroup
 if TYPE_CHECKING:
     from ..augment import Augmentation
     from ..data import ImageSet
+    from .checkpoint import Override
     from .trainer import Trainer
 
 __all__ = ["TrainState"]
@@ -58,6 +59,9 @@ class TrainState:
         augment: The augmentation that ``config.augment`` names, or ``None``.
         augment_seed: The seed from which each step's augmentation draws are derived (the
             shuffling generator's initial seed, known once a resumed run is restored).
+        overrides: The settings changed on resume, each with the step it took effect at
+            (:class:`~lenet5.training.checkpoint.Override`): those of earlier resumes, read
+            from the checkpoint, then this fit's; empty for a run never resumed with changes.
     """
 
     trainer: Trainer
@@ -86,6 +90,7 @@ class TrainState:
     norm: tuple[float, float] = (MNIST_MEAN, MNIST_STD)
     augment: Augmentation | None = field(default=None, repr=False)
     augment_seed: int = 0
+    overrides: list[Override] = field(default_factory=list)
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
     _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)
     _epoch_correct: torch.Tensor | None = field(default=None, repr=False)
@@ -141,13 +146,19 @@ class TrainState:
         saves a mid-epoch checkpoint from which a resumed run continues exactly where this
         one stopped. Called in ``on_validation_end`` or ``on_epoch_end``, training ends after
         the current epoch.
+
+        Under DDP it may be called on any one process (a signal handler, say): the
+        processes agree on it every :data:`~lenet5.training.loop.STOP_CHECK_EVERY` batches,
+        after the last batch of an epoch and after every epoch, and all of them stop after
+        the same batch with the reason of the lowest-ranked process that asked.
         """
         if self._stop_reason is None:
             self._stop_reason = reason
 
     @property
     def stop_requested(self) -> bool:
-        """Whether :meth:`stop` was called."""
+        """Whether :meth:`stop` was called (on this process; under DDP the others learn of
+        it at the next agreement)."""
         return self._stop_reason is not None
 
     @property

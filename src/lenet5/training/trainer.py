@@ -49,7 +49,7 @@ from .distributed import (
     wrap_ddp,
 )
 from .engine import TrainStep
-from .loop import Hook, run_epoch, validate
+from .loop import Hook, run_epoch, stop_agreed, validate
 from .optim import build_optimizer, build_scheduler
 from .plugins import resolve_callbacks
 from .state import TrainState
@@ -240,7 +240,7 @@ class Trainer:
         step = self._build_step(state)
         state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
         if resume is not None:
-            # stacklevel: the warning about changed settings names the caller of fit().
+            # stacklevel: a warning about a damaged checkpoint passed over names fit's caller.
             CheckpointConnector(state).restore(resume, stacklevel=4)
         # After the restore: an unseeded run's generator seed comes back from the checkpoint.
         state.augment_seed = state.generator.initial_seed()
@@ -266,6 +266,10 @@ class Trainer:
                 batch_sampler=sampler,
                 collate_fn=collate,
                 pin_memory=state.device.type == "cuda",
+                # Its own generator for the workers' seeds, drawn at every epoch's start:
+                # otherwise that draw comes from torch's global one, and a run resumed
+                # mid-epoch (which starts its epoch again) would be one draw off.
+                generator=torch.Generator(),
             )
         state.steps_per_epoch = steps_per_epoch(
             state.train_size, config.batch_size, state.world_size
@@ -320,7 +324,7 @@ class Trainer:
                 self._call("on_validation_end", state)
             state.history.append(state.metrics)
             self._call("on_epoch_end", state)
-            if state.stop_requested:
+            if stop_agreed(state):
                 break
 
     def _fail(self, state: TrainState, exc: BaseException) -> BaseException:

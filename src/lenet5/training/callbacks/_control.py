@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..._io import remove_leftovers
 from ..checkpoint import CheckpointConnector
 from ..state import TrainState
 from ._base import Callback
@@ -26,6 +27,13 @@ class Checkpoint(Callback):
     ``Trainer.fit(..., resume=dir)``. The format is
     :class:`~lenet5.training.checkpoint.CheckpointConnector`'s.
 
+    When a fit starts, the temporaries that a crashed save left in ``directory`` are
+    removed: one writer per checkpoint folder (``lenet5 train`` holds a lock on its run
+    folder). A run stopped with ``state.stop()`` is saved when it ends unless its last
+    checkpoint already holds its last step. A failed save (a full disk) raises
+    :class:`~lenet5._io.WriteError` naming the folder and the cause, and leaves the
+    earlier checkpoints as they were.
+
     Args:
         directory: Where checkpoints go.
         every: Epochs between checkpoints.
@@ -42,6 +50,12 @@ class Checkpoint(Callback):
         self.every = every
         self.keep = keep
         self.last_path: Path | None = None
+        self._saved_step: int | None = None
+
+    def on_fit_start(self, state: TrainState) -> None:
+        self._saved_step = None
+        if state.is_main_process and self.directory.is_dir():
+            remove_leftovers(self.directory)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main_process:
@@ -51,12 +65,19 @@ class Checkpoint(Callback):
             self.save(state)
 
     def on_fit_end(self, state: TrainState) -> None:
-        if state.is_main_process and not state.epoch_complete:
-            self.save(state)  # stopped mid-epoch: keep the progress, resumable exactly
+        if not state.is_main_process:
+            return
+        # Stopped mid-epoch: keep the progress, resumable exactly. Stopped after an epoch
+        # that was not saved (the stop became known to this process after on_epoch_end,
+        # e.g. asked for on another process): save it now.
+        unsaved = state.stop_requested and self._saved_step != state.global_step
+        if not state.epoch_complete or unsaved:
+            self.save(state)
 
     def save(self, state: TrainState) -> Path:
         """Write a checkpoint of ``state`` now and return its folder."""
         self.last_path = CheckpointConnector(state).save(self.directory)
+        self._saved_step = state.global_step
         if self.keep:
             CheckpointConnector.prune(self.directory, self.keep, newest=self.last_path)
         return self.last_path
