@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._io import WriteError
     from .data import DataError, ImageSet, load_dataset, load_mnist, normalize
     from .devices import DeviceError
     from .export import ExportError
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
         Timer,
         UnknownCallbackError,
     )
-    from .training.checkpoint import CheckpointError
+    from .training.checkpoint import CheckpointError, ResumeError
     from .training.config import ConfigError, TrainConfig
     from .training.distributed import DistributedError
     from .training.state import TrainState
@@ -63,6 +64,7 @@ _HOMES = {
     "PeriodicValidation": "training.callbacks",
     "Predictor": "predict",
     "ProgressBar": "training.callbacks",
+    "ResumeError": "training.checkpoint",
     "Seeding": "training.callbacks",
     "Timer": "training.callbacks",
     "TrainConfig": "training.config",
@@ -70,6 +72,7 @@ _HOMES = {
     "Trainer": "training.trainer",
     "UnknownCallbackError": "training.callbacks",
     "Weights": "weights",
+    "WriteError": "_io",
     "WeightsError": "weights",
     "evaluate": "inference",
     "get_weights": "weights",
@@ -99,6 +102,7 @@ __all__ = [
     "PeriodicValidation",
     "Predictor",
     "ProgressBar",
+    "ResumeError",
     "Seeding",
     "Timer",
     "TrainConfig",
@@ -107,6 +111,7 @@ __all__ = [
     "UnknownCallbackError",
     "Weights",
     "WeightsError",
+    "WriteError",
     "__version__",
     "evaluate",
     "get_weights",
