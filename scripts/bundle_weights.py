@@ -75,7 +75,10 @@ def measure(args: argparse.Namespace, run: RunFolder) -> tuple[LeNet5, dict[str,
 def main() -> None:
     args = parse_args()
     run = RunFolder(args.run)
-    print(f"# trained with: {json.dumps(run.read_settings().config)}")
+    settings = run.read_settings()
+    print(f"# trained with: {json.dumps(settings.config)}")
+    for o in settings.overrides:  # changed on resume, from the step given
+        print(f"# from step {o['step']}: {o['setting']} {o['before']!r} -> {o['after']!r}")
     model, facts = measure(args, run)
     # The header holds strings: text as it is, everything else as JSON (numbers, class list).
     header = {

@@ -634,3 +634,55 @@ def test_bundle_weights_reads_the_run_folder(
     assert header["dataset"] == "mnist"
     assert header["recipe"] == "lenet5 train ..."
     assert json.loads(header["classes"]) == [str(d) for d in range(10)]
+
+
+# ------------------------------------------------------------------ error messages
+
+
+def test_every_error_becomes_one_line_naming_the_file() -> None:
+    import zlib
+
+    from lenet5._io import WriteError
+    from lenet5.cli._errors import describe, doing
+    from lenet5.data import DataError
+
+    def raised(exc: Exception, what: str | None = None) -> str:
+        try:
+            if what is None:
+                raise exc
+            with doing("an outer step"), doing(what):  # the innermost description wins
+                raise exc
+        except Exception as caught:
+            return describe(caught)
+
+    # lenet5's own errors name their file: as they are, on one line.
+    assert raised(DataError("a.gz: broken\n  header")) == "a.gz: broken header"
+    assert raised(WriteError(28, "cannot write out/x: No space left on device")) == (
+        "cannot write out/x: No space left on device"
+    )
+    # An OS error by its file name; one without a file by what the command was doing.
+    assert raised(FileNotFoundError(2, "No such file or directory", "w.bin")) == (
+        "w.bin: No such file or directory"
+    )
+    assert raised(OSError(28, "No space left on device"), "saving the model in run") == (
+        "saving the model in run: No space left on device"
+    )
+    # Somebody else's error never comes alone: its type and where it happened.
+    assert raised(zlib.error("invalid distance too far back"), "loading mnist from d") == (
+        "loading mnist from d: error: invalid distance too far back"
+    )
+    assert raised(RuntimeError("line 1\nline 2\n" + "x" * 2000)).startswith(
+        "RuntimeError: line 1 line 2 xxx"
+    )
+    assert len(raised(RuntimeError("x" * 2000))) == 600
+
+
+def test_a_resume_path_that_does_not_exist_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", "--resume", str(tmp_path / "nothing"), "--out", str(tmp_path / "r")])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lenet5 train: error: --resume {tmp_path / 'nothing'} does not exist"]
+    assert not (tmp_path / "r").exists()

@@ -66,7 +66,11 @@ def test_cli_refuses_to_mix_a_new_run_into_an_old_one(
         )
         == 0
     )
-    assert json.loads((out / "train_config.json").read_text())["epochs"] == 2
+    # The settings the run started with, and the change of the resume with its step.
+    recorded = json.loads((out / "train_config.json").read_text())
+    assert recorded["epochs"] == 1
+    steps = 2000 // 32 + 1
+    assert recorded["overrides"] == [{"setting": "epochs", "before": 1, "after": 2, "step": steps}]
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
 
 

@@ -1,28 +1,23 @@
-"""Day-one use of the CLI: Ctrl-C and resume, plots, info, failures that corrupt nothing.
+"""Day-one use of the CLI: plots, info, failures that corrupt nothing.
 
-Most cases call ``lenet5.cli.main`` in this process (a subprocess costs seconds of imports);
-Ctrl-C needs a real process and a real signal.
+The cases call ``lenet5.cli.main`` in this process (a subprocess costs seconds of imports);
+Ctrl-C, other signals and the other hostile cases, which need a real process, are in
+test_hostile_cli.py.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from cli_helpers import run_main
-from lenet5.weights import read_safetensors
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
-QUIET_MD5 = ["-W", "ignore::UserWarning"]  # the small data folder is not the official files
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -31,47 +26,6 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     lines = error.strip().splitlines()
     assert len(lines) == 1, error
     return lines[0]
-
-
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return read_safetensors(folder / "model.safetensors")[0]
-
-
-@pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
-    tmp_path: Path, small_mnist_dir: Path, run_cli: Runner
-) -> None:
-    common = ["--data-dir", str(small_mnist_dir), "--epochs", "6", "--quiet", "--device", "cpu"]
-    straight = tmp_path / "straight"
-    assert run_main("train", *common, "--out", straight) == 0
-
-    interrupted = tmp_path / "interrupted run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, *QUIET_MD5, "-m", "lenet5", "train", *common, "--out", str(interrupted)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    deadline = time.monotonic() + 120
-    while not (interrupted / "checkpoints" / "latest").exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert "Resume with:" in stderr
-    assert "--resume" in stderr
-    assert not (interrupted / "model.safetensors").exists()  # not mistaken for a finished run
-    assert run_main("train", "--resume", interrupted, "--data-dir", small_mnist_dir) == 0
-    a, b = _weights(straight), _weights(interrupted)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = (interrupted / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 6  # header + one row per epoch, none twice
 
 
 def test_plots(tmp_path: Path, small_mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

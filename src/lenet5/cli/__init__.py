@@ -4,20 +4,24 @@ Each command lives in its own module and registers its parser here; ``train``'s 
 flags are generated from :class:`~lenet5.TrainConfig`. Building the parser and checking the
 arguments import no torch, so ``--help`` and usage errors answer at once. Exceptions become
 exit codes in one place (:mod:`lenet5.cli._errors`): usage errors exit with code 2, runtime
-failures with 1, an interrupted run with 130, and ``--debug`` shows the traceback.
+failures with 1, a stop signal with 128 plus its number (Ctrl-C: 130, SIGTERM: 143, SIGUSR1:
+138; :mod:`lenet5.cli._signals`), a closed output pipe quietly with 141, and ``--debug``
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from .._hints import did_you_mean
 from .._version import __version__
 from . import _evaluate, _export, _info, _predict, _train
 from ._config_flags import config_from_args
-from ._errors import UsageError, run_command
+from ._errors import UsageError, interrupted, run_command
 from ._parser import CommandParser, RootParser
+from ._signals import signals_end_the_command
 
 __all__ = ["UsageError", "build_parser", "config_from_args", "main"]
 
@@ -48,7 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (argparse exits itself on ``--help``)."""
+    """Run the command line; returns the exit code (argparse exits itself on ``--help``).
+
+    SIGTERM and SIGUSR1 end the command like Ctrl-C, with a one-line message and 128 plus
+    the signal's number as the exit code; ``lenet5 train`` saves its run first.
+    """
+    with signals_end_the_command():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # before the command started
+            message, code = interrupted(exc)
+            print(f"\nlenet5: {message}", file=sys.stderr, flush=True)
+            return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -6,6 +6,8 @@ checked.
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ __all__ = [
     "PLOT_NAMES",
     "check_backend",
     "check_device",
+    "check_output_folder",
     "ensure_writable",
     "load_model",
     "quote",
@@ -64,18 +67,56 @@ def weights_dataset(weights: str) -> str:
     return resolve_pretrained(weights).metadata.get("dataset", "mnist")
 
 
-def ensure_writable(folder: Path, flag: str) -> None:
-    """Create ``folder`` and check that it can be written to.
+def check_output_folder(folder: Path, flag: str) -> None:
+    """Check, creating nothing, that ``folder`` can be created and written to.
 
     Raises:
-        OSError: Naming the folder and the flag that chose it.
+        UsageError: If ``folder`` is a file.
+        OSError: If the nearest folder that exists above it cannot be written to, naming
+            both and the flag that chose it.
     """
-    from ..training.run import ensure_writable
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder} is a file, not a folder")
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    cause = None
+    if not existing.is_dir():
+        cause = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EROFS if _read_only(existing) else errno.EACCES
+        cause = f"{existing}: {os.strerror(code)}"
+    if cause is not None:
+        raise OSError(
+            f"output folder {folder} is not writable ({cause}); choose another with {flag}"
+        )
 
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only."""
     try:
-        ensure_writable(folder)
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def ensure_writable(folder: Path, flag: str) -> None:
+    """Create ``folder`` and check that files can be written in it (before hours of work
+    whose results would have nowhere to go).
+
+    Raises:
+        OSError: Naming the folder, the cause and the flag that chose it.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".lenet5-write-test"
+        probe.write_text("")
+        probe.unlink()
     except OSError as exc:
-        raise OSError(f"{exc}; choose another with {flag}") from None
+        cause = exc.strerror or type(exc).__name__
+        raise OSError(
+            f"output folder {folder} is not writable ({cause}); choose another with {flag}"
+        ) from None
 
 
 def write_plots(

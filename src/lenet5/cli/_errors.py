@@ -1,28 +1,49 @@
 """Exit codes, and the one place where exceptions become exit codes and one-line messages.
 
 A command raises; :func:`run_command` decides: :class:`UsageError` (or a library error that
-the command marked as one with :func:`usage_errors`) exits with 2, Ctrl-C with 130, any other
-exception with 1; ``--debug`` lets the traceback through instead.
+the command marked as one with :func:`usage_errors`) exits with 2, a stop signal with 128
+plus its number (Ctrl-C: 130), a closed output pipe quietly with 141, any other exception
+with 1; ``--debug`` lets the traceback through instead. Every message is one line that
+names the file or folder concerned: lenet5's own errors do; an :class:`OSError` is told by
+its file name, and any other exception by what the command was doing (:func:`doing`), so
+that a message of torch's or zlib's never comes alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 
+from ._signals import exit_code, signal_name
+
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_USAGE",
     "UsageError",
+    "describe",
+    "doing",
+    "interrupted",
     "run_command",
     "usage_errors",
 ]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: Ctrl-C (128 + SIGINT); SIGTERM gives 143 and SIGUSR1 138 (128 + the signal's number).
+EXIT_INTERRUPTED = exit_code(signal.SIGINT)
+#: The reader of the output went away (128 + SIGPIPE, as for other programs in a pipe).
+EXIT_BROKEN_PIPE = 141
+
+# Where doing() leaves its description on an exception that passes through it.
+_DOING = "_lenet5_doing"
+# The longest message printed (a message that long is somebody else's).
+_MAX_MESSAGE = 600
 
 
 class UsageError(Exception):
@@ -42,6 +63,66 @@ def usage_errors(*types: type[Exception]) -> Iterator[None]:
         raise UsageError(str(exc)) from exc
 
 
+@contextlib.contextmanager
+def doing(what: str) -> Iterator[None]:
+    """Say what the block does (naming its file or folder) in the message of an exception
+    that does not say it itself, e.g. ``doing(f"reading {path}")``. The innermost wins."""
+    try:
+        yield
+    except Exception as exc:
+        if not hasattr(exc, _DOING):
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _DOING, what)
+        raise
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, cut to a readable length."""
+    line = " ".join(text.split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+
+
+def describe(exc: BaseException) -> str:
+    """The one-line message for ``exc``, naming the file when the exception does not."""
+    ours = type(exc).__module__.startswith("lenet5")  # lenet5's errors name their file
+    if isinstance(exc, OSError):
+        message = exc.strerror or str(exc) or type(exc).__name__
+        if exc.filename is not None:
+            where = str(exc.filename)
+            if exc.filename2 is not None:
+                where += f" -> {exc.filename2}"
+            message = f"{where}: {message}"
+        named = ours or exc.filename is not None
+    else:
+        message = str(exc) or type(exc).__name__
+        if not ours:
+            message = f"{type(exc).__name__}: {message}"
+        named = ours
+    doing_what = getattr(exc, _DOING, None)
+    if doing_what and not named:
+        message = f"{doing_what}: {message}"
+    return one_line(message)
+
+
+def interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """The message and exit code of a command ended by Ctrl-C or another stop signal."""
+    signum = getattr(exc, "signum", int(signal.SIGINT))
+    message = getattr(exc, "message", None) or f"interrupted by {signal_name(signum)}"
+    return message, exit_code(signum)
+
+
+def _broken_pipe() -> int:
+    """End quietly after the reader of the output went away (``lenet5 info | head -1``).
+
+    Python's documented recipe: point standard output at ``os.devnull``, so that the
+    flush at exit does not fail a second time.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def run_command(
     command: Callable[[argparse.Namespace], int],
     args: argparse.Namespace,
@@ -50,18 +131,23 @@ def run_command(
     """Run one command and turn what it raises into an exit code and a one-line message."""
     name = f"lenet5 {args.command}"
     try:
-        return command(args)
+        code = command(args)
+        sys.stdout.flush()  # here, so that a closed pipe is noticed here
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except UsageError as exc:
         if args.debug:
             raise
-        parser.exit(EXIT_USAGE, f"{name}: error: {exc}\n")
-    except KeyboardInterrupt:
+        parser.exit(EXIT_USAGE, f"{name}: error: {one_line(str(exc))}\n")
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print("\nInterrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        message, code = interrupted(exc)
+        print(f"\n{name}: {message}", file=sys.stderr, flush=True)
+        return code
     except Exception as exc:
         if args.debug:
             raise
-        print(f"{name}: error: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        print(f"{name}: error: {describe(exc)}", file=sys.stderr, flush=True)
         return EXIT_FAILURE

@@ -10,12 +10,13 @@ from typing import Any
 from ._common import (
     check_backend,
     check_device,
+    check_output_folder,
     ensure_writable,
     load_model,
     weights_dataset,
     write_plots,
 )
-from ._errors import EXIT_OK, UsageError
+from ._errors import EXIT_OK, UsageError, doing
 from ._parser import add_backend_flag, add_data_flags, add_device_flag, add_weights_flag
 
 __all__ = ["register"]
@@ -53,6 +54,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     check_device(args.device)
     if args.plot is not None:
+        check_output_folder(args.plot, "--plot")
         from ..plotting import require_matplotlib
 
         require_matplotlib()
@@ -62,13 +64,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     check_backend(args.backend, device)
-    model = load_model(args.weights, device)
-    dataset = args.dataset or weights_dataset(args.weights)
-    test_set = load_dataset(dataset, args.data_dir, split="test", download=args.download)
+    with doing(f"loading the weights {args.weights}"):
+        model = load_model(args.weights, device)
+        dataset = args.dataset or weights_dataset(args.weights)
+    where = args.data_dir if args.data_dir is not None else "$LENET5_DATA_DIR"
+    with doing(f"loading {dataset} from {where}"):
+        test_set = load_dataset(dataset, args.data_dir, split="test", download=args.download)
     result = evaluate(model, test_set, batch_size=args.batch_size, backend=args.backend)
     if args.plot is not None:
         ensure_writable(args.plot, "--plot")
-        write_plots(args.plot, result, test_set)
+        with doing(f"writing the plots into {args.plot}"):
+            write_plots(args.plot, result, test_set)
     if args.json:
         print(json.dumps(_as_json(args.weights, dataset, result, test_set.classes), indent=2))
     else:

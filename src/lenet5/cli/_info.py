@@ -1,4 +1,8 @@
-"""``lenet5 info``: versions, devices, and where data, weights and callbacks are found."""
+"""``lenet5 info``: versions, devices, and where data, weights and callbacks are found.
+
+A data folder is reported for the dataset its files are, by their content (MD5): MNIST and
+Fashion-MNIST use the same file names.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from .. import weights
-    from ..data import DATA_DIR_ENV, DataError, find_data_dir
+    from ..data import DATA_DIR_ENV
     from ..training.plugins import available_callbacks
 
     print(f"lenet5 {__version__} (Python {platform.python_version()}, {platform.platform()})")
@@ -51,11 +55,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     print(f"{DATA_DIR_ENV}={os.environ.get(DATA_DIR_ENV, '(not set)')}")
     for name in DATASET_NAMES:
-        try:
-            where = str(find_data_dir(args.data_dir, name))
-        except DataError as exc:
-            where = f"not found ({exc})"
-        print(f"{name} data: {where}")
+        print(f"{name} data: {_data_folder(args.data_dir, name)}")
     for name, entry in weights.registry().items():
         print(f"weights {name}: {entry.path} ({entry.dataset}, {entry.test_accuracy:.2f}%)")
     with warnings.catch_warnings(record=True) as caught:
@@ -65,3 +65,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}")
     return EXIT_OK
+
+
+def _data_folder(root: Path | None, name: str) -> str:
+    """Where ``name``'s files are, told by their content: both datasets use the same file
+    names, so a folder counts only for the dataset whose MD5s its files have."""
+    from ..data import DataError, find_data_dir, identify_dataset
+
+    try:
+        folder = find_data_dir(root, name)
+    except DataError as exc:
+        return f"not found ({exc})"
+    found = identify_dataset(folder)
+    if found == name:
+        return str(folder)
+    if found is not None:
+        return f"not found ({folder} holds the {found} files, by their MD5)"
+    return f"{folder} (files that are not the official release: their MD5s are unknown)"

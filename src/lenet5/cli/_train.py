@@ -1,8 +1,11 @@
-"""``lenet5 train``: settle everything the arguments decide, then train, save and report.
+"""``lenet5 train``: check everything the arguments decide, then train, save and report.
 
-:func:`_plan` runs before torch is imported, so every usage error (a bad setting, an unknown
-recipe, a used ``--out``) answers at once; the run folder's layout is
-:class:`~lenet5.training.run.RunFolder`'s.
+Validate first, write after: the settings, the run folder and ``--plot`` are checked before
+torch is imported (:mod:`lenet5.cli._train_plan`), the device, the data, ``--val-split`` and
+a resume's changed settings before anything is written. Then the run folder's lock is
+taken for the whole command (one writer per run folder), the settings are recorded, and
+the run trains; a stop signal saves it (:mod:`lenet5.cli._signals`). The run folder's
+layout is :class:`~lenet5.training.run.RunFolder`'s.
 """
 
 from __future__ import annotations
@@ -10,25 +13,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from ..training.config import RECIPES, ConfigError, TrainConfig
-from ..training.run import RunFolder, RunFolderError, RunSettings
+from ..training.config import RECIPES, TrainConfig
+from ..training.run import RunFolder, RunFolderLocked
 from ._common import PLOT_NAMES, ensure_writable, quote, write_plots
-from ._config_flags import add_config_flags, config_from_args
-from ._errors import EXIT_INTERRUPTED, EXIT_OK, UsageError, usage_errors
+from ._config_flags import add_config_flags
+from ._errors import EXIT_OK, doing, usage_errors
 from ._parser import add_data_flags
+from ._signals import exit_code, signal_of, stop_on_signals
+from ._train_plan import Plan, check_data, make_plan, plan_resume, refuse_locked, refuse_used
 
 __all__ = ["register"]
-
-# The stop reason of a run stopped by Ctrl-C, told apart from a callback's stop.
-_CTRL_C = "interrupted (Ctrl-C)"
 
 
 def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -86,99 +84,95 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.set_defaults(func=cmd_train)
 
 
-class _Plan(NamedTuple):
-    """What a ``lenet5 train`` command will do, settled before anything heavy is loaded."""
-
-    run: RunFolder
-    dataset: str
-    config: TrainConfig
-    callbacks: list[str]
-
-
-def _plan(args: argparse.Namespace) -> _Plan:
-    """The run folder, dataset and settings the arguments ask for.
-
-    Raises:
-        UsageError: For anything the arguments got wrong.
-    """
-    if args.checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    recorded, resumed = RunSettings(), None
-    if args.resume is not None:
-        resumed = RunFolder.find(args.resume)
-        with usage_errors(RunFolderError):
-            recorded = resumed.read_settings()
-    # The dataset belongs to the run: a resumed run keeps it unless told otherwise.
-    dataset = args.dataset or recorded.dataset or "mnist"
-    run = RunFolder(args.out) if args.out is not None else resumed or RunFolder.default(dataset)
-    if resumed is None:
-        try:
-            run.check_unused()
-        except RunFolderError as exc:
-            raise UsageError(
-                f"{exc}; continue it with --resume {run.path}, or choose another --out"
-            ) from None
-    with usage_errors(ConfigError):
-        config = config_from_args(args, recorded.config)
-    callbacks = [n.strip() for n in (args.callbacks or "").split(",") if n.strip()]
-    return _Plan(run=run, dataset=dataset, config=config, callbacks=callbacks)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """``lenet5 train``."""
-    plan = _plan(args)
+    """``lenet5 train``: check everything, then take the run folder's lock and train."""
+    plan = make_plan(args)
     if args.plot:
         from ..plotting import require_matplotlib
 
         require_matplotlib()  # fail before training, not after
-    from ..data import load_dataset
-    from ..training.checkpoint import find_checkpoint
     from ..training.distributed import is_main_process
 
-    # Fails early, with a clear message, when there is nothing to resume.
-    checkpoint = find_checkpoint(args.resume) if args.resume is not None else None
-    trainer = _trainer(plan, args.checkpoint_every)
-    train_set = load_dataset(plan.dataset, args.data_dir, split="train", download=args.download)
-    test_set = load_dataset(plan.dataset, args.data_dir, split="test", download=False)
+    plan = _check_runtime(plan)
+    train_set, test_set = _load_data(plan, args)
+    check_data(plan, len(train_set))
+    if args.resume is not None:
+        plan = plan_resume(plan, args, len(train_set) - plan.config.val_split)
+    trainer, checkpoints = _trainer(plan, args.checkpoint_every)
     # Under torchrun every process runs this command; only rank 0 writes and prints.
     main_process = is_main_process()
-    val = None if plan.config.val_split else test_set
-    if main_process:
-        _prepare(plan)
-        if plan.config.verbose:
-            _announce(plan, len(train_set))
-    with _stop_on_ctrl_c(trainer):
-        state = trainer.fit(train_set, val, resume=checkpoint)
-    if state.stop_reason == _CTRL_C:
-        _print_resume_command(state, plan.run, args.data_dir)
-        return EXIT_INTERRUPTED
-    if not main_process:
-        return EXIT_OK
-    return _finish(plan, trainer, state, train_set, test_set, plots=args.plot)
+    with _locked(plan) if main_process else contextlib.nullcontext():
+        if main_process:
+            _prepare(plan, len(train_set))
+        with stop_on_signals(trainer, announce=main_process):
+            state = trainer.fit(
+                train_set,
+                None if plan.config.val_split else test_set,
+                resume=plan.checkpoint,
+            )
+        signum = signal_of(state.stop_reason)
+        if signum is not None and not _completed(state, plan.config):
+            if main_process:
+                _print_resume_command(state, plan, args.data_dir, checkpoints.last_path)
+            return exit_code(signum)
+        if not main_process:
+            return EXIT_OK
+        return _finish(plan, trainer, state, train_set, test_set, plots=args.plot)
 
 
-def _trainer(plan: _Plan, checkpoint_every: int) -> Any:
-    """The Trainer, after checking the callback names, the device and the strategy."""
+def _check_runtime(plan: Plan) -> Plan:
+    """The device and the strategy, checked before anything is loaded; the processes."""
     from ..devices import resolve_device
+    from ..training.distributed import DistributedError, launch_ranks, resolve_strategy
+
+    resolve_device(plan.config.device)
+    with usage_errors(DistributedError):
+        strategy = resolve_strategy(plan.config.strategy)
+    return plan._replace(world_size=launch_ranks()[1] if strategy == "ddp" else 1)
+
+
+def _load_data(plan: Plan, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Both splits of the run's dataset."""
+    from ..data import load_dataset
+
+    where = args.data_dir if args.data_dir is not None else "$LENET5_DATA_DIR"
+    with doing(f"loading {plan.dataset} from {where}"):
+        train_set = load_dataset(plan.dataset, args.data_dir, split="train", download=args.download)
+        test_set = load_dataset(plan.dataset, args.data_dir, split="test", download=False)
+    return train_set, test_set
+
+
+def _trainer(plan: Plan, checkpoint_every: int) -> tuple[Any, Any]:
+    """The Trainer (after checking the callback names) and its Checkpoint callback."""
     from ..training.callbacks import Checkpoint, CSVLogger, UnknownCallbackError
-    from ..training.distributed import DistributedError, resolve_strategy
     from ..training.trainer import Trainer
 
-    callbacks: list[Any] = [
-        CSVLogger(plan.run.metrics_file),
-        Checkpoint(plan.run.checkpoints_dir, every=checkpoint_every),
-        *plan.callbacks,
-    ]
+    checkpoints = Checkpoint(plan.run.checkpoints_dir, every=checkpoint_every)
+    callbacks: list[Any] = [CSVLogger(plan.run.metrics_file), checkpoints, *plan.callbacks]
     # A misspelt name on the command line is a usage error; a broken plugin is not.
     with usage_errors(UnknownCallbackError):
         trainer = Trainer(callbacks=callbacks, config=plan.config)
-    resolve_device(plan.config.device)  # fail before anything is loaded or written
-    with usage_errors(DistributedError):
-        resolve_strategy(plan.config.strategy)
-    return trainer
+    return trainer, checkpoints
 
 
-def _announce(plan: _Plan, train_images: int) -> None:
+def _locked(plan: Plan) -> contextlib.ExitStack:
+    """The run folder's lock, taken (one writer per run folder); held until the stack closes."""
+    ensure_writable(plan.run.path, "--out")
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(plan.run.lock())
+    except RunFolderLocked as exc:
+        raise refuse_locked(exc) from None
+    return stack
+
+
+def _prepare(plan: Plan, train_images: int) -> None:
+    """Record the settings (with the lock held), before training starts."""
+    if plan.checkpoint is None:
+        refuse_used(plan.run)  # another run may have used the folder since the plan
+    plan.run.write_settings(plan.start, plan.dataset, plan.overrides)
+    if not plan.config.verbose:
+        return
     held_out = plan.config.val_split
     where = f"{held_out:,} held-out images" if held_out else "the test set"
     print(
@@ -186,30 +180,36 @@ def _announce(plan: _Plan, train_images: int) -> None:
         f"validating on {where}; output in {plan.run.path}",
         flush=True,
     )
+    for o in plan.changed:
+        print(
+            f"Resumed with {o['setting']} {o['before']!r} -> {o['after']!r} from step {o['step']:,}"
+        )
 
 
-def _prepare(plan: _Plan) -> None:
-    """Create the run folder and record the settings, before training starts."""
-    ensure_writable(plan.run.path, "--out")
-    plan.run.write_settings(plan.config, plan.dataset)
+def _completed(state: Any, config: Any) -> bool:
+    """Whether the run did every epoch (a stop asked for after its last batch changes
+    nothing)."""
+    return bool(state.epoch_complete and state.epoch >= config.epochs)
 
 
 def _finish(
-    plan: _Plan, trainer: Any, state: Any, train_set: Any, test_set: Any, *, plots: bool
+    plan: Plan, trainer: Any, state: Any, train_set: Any, test_set: Any, *, plots: bool
 ) -> int:
     """Test the trained model, save it with its results, and report."""
     result = trainer.evaluate(test_set)
-    plan.run.save_model(
-        trainer.model,
-        {
-            "dataset": plan.dataset,
-            "test_accuracy": f"{result.accuracy:.2f}",
-            "mean": repr(train_set.mean),
-            "std": repr(train_set.std),
-            "classes": json.dumps(list(train_set.classes)),
-            "train_config": json.dumps(plan.config.to_dict()),
-        },
-    )
+    record = {**plan.start, "overrides": plan.overrides}
+    with doing(f"saving the model in {plan.run.path}"):
+        plan.run.save_model(
+            trainer.model,
+            {
+                "dataset": plan.dataset,
+                "test_accuracy": f"{result.accuracy:.2f}",
+                "mean": repr(train_set.mean),
+                "std": repr(train_set.std),
+                "classes": json.dumps(list(train_set.classes)),
+                "train_config": json.dumps(record),
+            },
+        )
     plan.run.write_results(
         {
             "dataset": plan.dataset,
@@ -220,55 +220,29 @@ def _finish(
         }
     )
     if plots:
-        write_plots(plan.run.path, result, test_set, history=state.history)
+        with doing(f"writing the plots into {plan.run.path}"):
+            write_plots(plan.run.path, result, test_set, history=state.history)
     print(f"Final | Test Accuracy: {result.accuracy:.2f}%")
     if plan.config.verbose:
         _print_summary(state, result, plan.run, plots=plots)
     return EXIT_OK
 
 
-@contextlib.contextmanager
-def _stop_on_ctrl_c(trainer: Any) -> Iterator[None]:
-    """First Ctrl-C: finish the current batch, save a checkpoint, stop. Second: abort.
-
-    Not under a distributed launcher: the processes would stop after different batches and
-    wait for each other forever; there Ctrl-C ends the run (resume from the last
-    checkpoint).
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or int(os.environ.get("WORLD_SIZE", "1")) > 1
-    ):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        state = trainer.state
-        if state is None or state.stop_requested:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        print(
-            "\nStopping after this batch (Ctrl-C again to abort without saving)...",
-            file=sys.stderr,
-            flush=True,
-        )
-        state.stop(_CTRL_C)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _print_resume_command(state: Any, run: RunFolder, data_dir: Path | None) -> None:
-    command = f"lenet5 train --resume {quote(run.path)}"
+def _print_resume_command(
+    state: Any, plan: Plan, data_dir: Path | None, checkpoint: Path | None
+) -> None:
+    command = f"lenet5 train --resume {quote(plan.run.path)}"
+    if plan.world_size > 1:
+        command = f"torchrun --nproc_per_node={plan.world_size} -m " + command[len("lenet5 ") :]
+        command = command.replace("-m train", "-m lenet5 train")
     if data_dir is not None:  # the data folder is not recorded in the run folder
         command += f" --data-dir {quote(data_dir)}"
+    saved = f"checkpoint {checkpoint} saved" if checkpoint is not None else "nothing saved"
     print(
         f"\nInterrupted at epoch {state.epoch}, batch {state.batch_in_epoch} of "
-        f"{state.steps_per_epoch}; checkpoint saved. Resume with:\n  {command}",
+        f"{state.steps_per_epoch}; {saved}. Resume with:\n  {command}",
         file=sys.stderr,
+        flush=True,
     )
 
 

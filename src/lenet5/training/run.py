@@ -8,19 +8,28 @@ A run folder holds::
     model.safetensors   the final model, with config.json and the model card README.md,
                         written by LeNet5.save_pretrained
     results.json        the dataset, epochs run, test accuracy and loss, and the history
+    .lock               held (an exclusive lock) by the one process that writes the folder
+    .lock.owner         who holds it: process id, host, start time and command (JSON)
 
 :class:`RunFolder` names these files, reads and writes the run's own records atomically, finds
-the run folder that a ``--resume`` path means, and refuses to start a new run where another
-one left its checkpoints. Nothing here imports torch, so the command line can settle all of
-this before it loads anything heavy.
+the run folder that a ``--resume`` path means, refuses to start a new run where another
+one left its checkpoints, and holds the folder's lock (:meth:`RunFolder.lock`). Nothing here
+imports torch, so the command line can settle all of this before it loads anything heavy.
+
+``train_config.json`` holds the settings a run started with, and ``"overrides"``: the
+settings changed when it was resumed, in order, each ``{"setting", "before", "after",
+"step"}`` with the global step from which the new value took effect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,21 +41,49 @@ from .._io import (
     RESULTS_NAME,
     TRAIN_CONFIG_NAME,
     WEIGHTS_NAME,
+    WriteError,
     atomic_write_text,
+    remove_leftovers,
 )
 
 if TYPE_CHECKING:
     from ..model import LeNet5
     from .config import TrainConfig
 
-__all__ = ["RunFolder", "RunFolderError", "RunSettings", "ensure_writable"]
+__all__ = [
+    "LOCK_NAME",
+    "OWNER_NAME",
+    "RunFolder",
+    "RunFolderError",
+    "RunFolderLocked",
+    "RunSettings",
+]
 
 # The model card's YAML header names the library that wrote it; only such a card is ours.
 _OUR_CARD = "library_name: lenet5"
+#: The lock file of a run folder, and the record of who holds the lock, beside it.
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock.owner"
+# The keys of one override in train_config.json.
+_OVERRIDE_KEYS = ("setting", "before", "after", "step")
+_OVERRIDES = 'a list of {"setting", "before", "after", "step"} objects'
 
 
 class RunFolderError(ValueError):
     """A run folder cannot be used as asked: it holds another run, or a record is unreadable."""
+
+
+class RunFolderLocked(RunFolderError):
+    """Another process holds the run folder's lock (it is training there).
+
+    Attributes:
+        owner: What the holder recorded about itself (``pid``, ``host``, ``started``,
+            ``command``), empty if it could not be read.
+    """
+
+    def __init__(self, message: str, owner: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.owner = dict(owner)
 
 
 @dataclass(frozen=True)
@@ -55,14 +92,27 @@ class RunSettings:
 
     Attributes:
         dataset: The dataset trained on (``None`` if the folder did not record it).
-        config: The :class:`~lenet5.training.config.TrainConfig` fields, as saved by
-            :meth:`~lenet5.training.config.TrainConfig.to_dict` (empty if none were recorded).
+        config: The :class:`~lenet5.training.config.TrainConfig` fields the run started
+            with, as saved by :meth:`~lenet5.training.config.TrainConfig.to_dict` (empty if
+            none were recorded).
+        overrides: The settings changed on resume, in order: each a dict with ``setting``,
+            ``before``, ``after`` and ``step`` (the global step from which ``after`` held).
     """
 
     dataset: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[dict[str, Any], ...] = ()
+
+    def current(self) -> dict[str, Any]:
+        """The settings in effect at the end of the recorded run: ``config`` with every
+        override's ``after`` applied, in order."""
+        settings = dict(self.config)
+        for override in self.overrides:
+            settings[override["setting"]] = override["after"]
+        return settings
 
 
+@dataclass(frozen=True, init=False)
 class RunFolder:
     """A training run's folder (see the module docstring for its layout).
 
@@ -70,17 +120,10 @@ class RunFolder:
         path: The folder; it need not exist yet.
     """
 
+    path: Path
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def __repr__(self) -> str:
-        return f"RunFolder({str(self.path)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RunFolder) and other.path == self.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
+        object.__setattr__(self, "path", Path(path))
 
     # ------------------------------------------------------------------ layout
 
@@ -113,6 +156,16 @@ class RunFolder:
     def card_file(self) -> Path:
         """The final model's card, written by :meth:`save_model`."""
         return self.path / CARD_NAME
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock that the one process writing the folder holds (:meth:`lock`)."""
+        return self.path / LOCK_NAME
+
+    @property
+    def owner_file(self) -> Path:
+        """Who holds the lock: process id, host, start time and command (JSON)."""
+        return self.path / OWNER_NAME
 
     # ------------------------------------------------------------ finding one
 
@@ -151,23 +204,117 @@ class RunFolder:
         if self.has_checkpoints():
             raise RunFolderError(f"{self.path} already holds a run's checkpoints")
 
+    # ------------------------------------------------------------------ the lock
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's exclusive lock for the block: one writer per run folder.
+
+        Creates the folder, takes the lock at once or refuses, records who holds it in
+        :attr:`owner_file`, and removes the temporary files that a crashed write left there.
+        The lock is the operating system's (:class:`filelock.FileLock`), released however
+        the process ends: a lock left by a killed process never blocks.
+
+        Raises:
+            RunFolderLocked: If another process holds it, naming the folder and that
+                process.
+            lenet5._io.WriteError: If the folder or the owner record cannot be written.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+        held = self._take_lock()
+        try:
+            atomic_write_text(self.owner_file, json.dumps(_owner_record()) + "\n")
+            remove_leftovers(self.path)
+            yield
+        finally:
+            self.owner_file.unlink(missing_ok=True)
+            held.release()
+
+    def check_unlocked(self) -> None:
+        """Refuse at once a folder that another process holds (creating nothing).
+
+        Raises:
+            RunFolderLocked: If another process holds the lock.
+        """
+        if self.lock_file.is_file():
+            self._take_lock().release()
+
+    def _take_lock(self) -> Any:
+        """The folder's lock (a :class:`filelock.FileLock`), taken at once or refused."""
+        from filelock import FileLock, Timeout
+
+        held = FileLock(str(self.lock_file), timeout=0)
+        try:
+            held.acquire()
+        except Timeout:  # a TimeoutError, so before the other OS errors
+            owner = self.lock_owner(wait=1.0)
+            who = "another process"
+            if owner:
+                who = f"process {owner.get('pid')} on {owner.get('host')}"
+                who += f", since {owner.get('started')}"
+            raise RunFolderLocked(f"{self.path} is in use by {who}", owner) from None
+        except OSError as exc:
+            raise _write_error(self.lock_file, exc) from exc
+        return held
+
+    def lock_owner(self, wait: float = 0.0) -> dict[str, Any]:
+        """What the lock's holder recorded about itself (empty if nothing is readable).
+
+        Args:
+            wait: Seconds to wait for the record of a live process: one that has just
+                taken the lock writes it, over the record of one that died.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                data = json.loads(self.owner_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                data = {}
+            data = data if isinstance(data, dict) else {}
+            if (data and _alive(data)) or time.monotonic() >= deadline:
+                return data
+            time.sleep(0.02)
+
     # ---------------------------------------------------------------- records
 
     def read_settings(self) -> RunSettings:
         """The settings the run recorded (empty if it recorded none).
 
         Raises:
-            RunFolderError: If the record is unreadable or not a JSON object.
+            RunFolderError: If the record is unreadable, not a JSON object, or its
+                overrides are malformed.
         """
         if not self.config_file.is_file():
             return RunSettings()
         data = _read_json(self.config_file, "the run's settings")
         dataset = data.pop("dataset", None)
-        return RunSettings(dataset=None if dataset is None else str(dataset), config=data)
+        overrides = data.pop("overrides", [])
+        keys = set(_OVERRIDE_KEYS)
+        if not isinstance(overrides, list) or not all(
+            isinstance(o, dict) and keys <= o.keys() for o in overrides
+        ):
+            raise RunFolderError(f"{self.config_file}: malformed overrides (not {_OVERRIDES})")
+        dataset = None if dataset is None else str(dataset)
+        return RunSettings(dataset=dataset, config=data, overrides=tuple(overrides))
 
-    def write_settings(self, config: TrainConfig, dataset: str) -> Path:
-        """Record the run's dataset and settings (atomically), before training starts."""
-        record = {"dataset": dataset, **config.to_dict()}
+    def write_settings(
+        self,
+        config: TrainConfig | Mapping[str, Any],
+        dataset: str,
+        overrides: Sequence[Mapping[str, Any]] = (),
+    ) -> Path:
+        """Record the run's dataset, the settings it started with (a ``TrainConfig`` or its
+        ``to_dict()``) and every resume's overrides so far, in order (``Override.to_dict()``
+        of :class:`~lenet5.training.checkpoint.Override`), atomically."""
+        settings = dict(config) if isinstance(config, Mapping) else config.to_dict()
+        record = {
+            "dataset": dataset,
+            **settings,
+            "overrides": [{k: o[k] for k in _OVERRIDE_KEYS} for o in overrides],
+        }
         return atomic_write_text(self.config_file, json.dumps(record, indent=2) + "\n")
 
     def read_results(self) -> dict[str, Any]:
@@ -196,21 +343,35 @@ class RunFolder:
         return model.save_pretrained(self.path, metadata=dict(metadata))
 
 
-def ensure_writable(folder: str | os.PathLike[str]) -> None:
-    """Create ``folder`` and check that files can be written in it (before hours of work
-    whose results would have nowhere to go).
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    """``exc`` as a :class:`~lenet5._io.WriteError` naming ``path``."""
+    if isinstance(exc, WriteError):
+        return exc
+    return WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")
 
-    Raises:
-        OSError: If it cannot be created or written to, naming the folder.
-    """
-    folder = Path(folder)
+
+def _alive(owner: Mapping[str, Any]) -> bool:
+    """Whether the process of an owner record may be running (on another host: unknown)."""
+    pid = owner.get("pid")
+    if owner.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return True
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".lenet5-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise OSError(f"output folder {folder} is not writable ({exc.strerror})") from None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # another user's process
+    return True
+
+
+def _owner_record() -> dict[str, Any]:
+    """Who takes a run folder's lock: this process."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "command": " ".join(sys.argv),
+    }
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
