@@ -140,3 +140,14 @@ def test_remove_leftovers(tmp_path: Path) -> None:
     removed = remove_leftovers(tmp_path)
     assert sorted(p.name for p in removed) == [".epoch-0001.abc.tmp", ".latest.xyz.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["epoch-0001"]
+
+
+def test_weights_on_a_full_disk_name_the_path(full_disk: Path) -> None:
+    from lenet5 import LeNet5
+    from lenet5.weights import save_weights
+
+    path = full_disk / "model.safetensors"
+    with pytest.raises(WriteError) as excinfo:
+        save_weights(LeNet5(), path)  # 180 kB on a 64 KiB filesystem
+    assert str(excinfo.value) == f"cannot write {path}: No space left on device"
+    assert list(full_disk.iterdir()) == []

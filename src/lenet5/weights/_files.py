@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
-from .._io import atomic_file
+from .._io import atomic_write_bytes
 
 __all__ = [
     "WeightsError",
@@ -65,9 +65,10 @@ def save_weights(
                 f"safetensors metadata must map strings to strings; {key!r}: {value!r} is not"
             )
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_file(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    return Path(path)
+    # Serialised in memory first (a LeNet-5 is 180 kB), so that a failed write is an OS error
+    # that _io names ("cannot write PATH: No space left on device"), not safetensors' own.
+    data = save(tensors, metadata={"format": "pt", **(metadata or {})})
+    return atomic_write_bytes(path, data)
 
 
 def read_safetensors(
