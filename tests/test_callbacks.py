@@ -58,6 +58,12 @@ class Recorder(Callback):
     def on_batch_start(self, state: TrainState) -> None:
         self._record("on_batch_start", state)
 
+    def on_before_backward(self, state: TrainState) -> None:
+        self._record("on_before_backward", state)
+
+    def on_before_optimizer_step(self, state: TrainState) -> None:
+        self._record("on_before_optimizer_step", state)
+
     def on_batch_end(self, state: TrainState) -> None:
         self._record("on_batch_end", state)
 
@@ -94,7 +100,7 @@ class StopAfter(Callback):
 def test_hook_order_across_a_fit(tiny_train: ImageSet, tiny_test: ImageSet) -> None:
     recorder = Recorder()
     state = quiet(epochs=2, val_every=2, callbacks=[recorder]).fit(tiny_train, tiny_test)
-    step = ["on_batch_start", "on_batch_end"]
+    step = ["on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end"]
     assert recorder.hooks == [
         "on_fit_start",
         "on_epoch_start",
@@ -543,6 +549,8 @@ def test_hooks_are_the_callback_methods_in_definition_order() -> None:
         "on_fit_start",
         "on_epoch_start",
         "on_batch_start",
+        "on_before_backward",
+        "on_before_optimizer_step",
         "on_batch_end",
         "on_validation_end",
         "on_epoch_end",

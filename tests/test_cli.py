@@ -492,7 +492,8 @@ def test_every_config_field_has_a_generated_flag(capsys: pytest.CaptureFixture[s
         "--momentum 0.5 --scheduler cosine --label-smoothing 0.1 --augment affine "
         "--ema-decay 0.9 --device cpu --seed 3 --deterministic --val-every 2 "
         "--val-split 100 --eval-batch-size 512 --quiet --engine plain "
-        "--strategy single --dist-timeout 60"
+        "--strategy single --dist-timeout 60 --precision bf16-mixed --grad-clip-norm 2.5 "
+        "--accumulate-grad-batches 3 --compile --val-every-steps 50 --mean 0.25 --std 0.5"
     )
     config = config_from_args(parser.parse_args(["train", *given]))
     assert config == TrainConfig(
@@ -500,7 +501,8 @@ def test_every_config_field_has_a_generated_flag(capsys: pytest.CaptureFixture[s
         scheduler="cosine", label_smoothing=0.1, augment="affine", ema_decay=0.9,
         device="cpu", seed=3, deterministic=True, val_every=2, val_split=100,
         eval_batch_size=512, verbose=False, engine="plain", strategy="single",
-        dist_timeout=60.0,
+        dist_timeout=60.0, precision="bf16-mixed", grad_clip_norm=2.5,
+        accumulate_grad_batches=3, compile=True, val_every_steps=50, mean=0.25, std=0.5,
     )  # fmt: skip
 
 

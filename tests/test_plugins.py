@@ -28,6 +28,10 @@ from lenet5.training import (
 )
 from lenet5.training.plugins import BUILTIN
 
+REPO = Path(__file__).resolve().parent.parent
+#: The docs page, and the title of its section, whose table lists the built-in names.
+NAMES_PAGE, NAMES_SECTION = "docs/callbacks.rst", "Built-in callback names"
+
 PLUGIN_MODULE = "lenet5_test_plugin"
 
 PLUGIN_SOURCE = '''
@@ -210,3 +214,74 @@ def test_cli_info_lists_plugins(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert f"recorder ({PLUGIN_MODULE} 0.1)" in out
     assert re.search(r"^warning: .*broken_plugin", out, re.MULTILINE)
+
+
+# --------------------------------------------------------------------------- docs vs info
+
+
+def _info_builtins(run_cli: Callable[..., Any]) -> set[str]:
+    """The names ``lenet5 info`` (a real process) marks ``(built-in)`` on its callbacks line."""
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    lines = [x for x in result.stdout.splitlines() if x.startswith("callbacks: ")]
+    assert len(lines) == 1, result.stdout
+    return {n for n, origin in re.findall(r"(\w+) \(([^)]+)\)", lines[0]) if origin == "built-in"}
+
+
+def _doc_pages() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.rst"))]
+
+
+def _table_names(page: Path, section_title: str) -> list[str] | None:
+    """The first column of the first table in the section titled ``section_title``, read
+    by docutils (Sphinx's roles are unknown to it: those messages are silenced), or ``None``
+    when the page has no such section."""
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    settings = {"report_level": 5, "halt_level": 5, "file_insertion_enabled": False}
+    tree = publish_doctree(page.read_text(encoding="utf-8"), settings_overrides=settings)
+    sections = [
+        s
+        for s in tree.findall(nodes.section)
+        if isinstance(s[0], nodes.title) and s[0].astext() == section_title
+    ]
+    if not sections:
+        return None
+    assert len(sections) == 1, f"{page.name}: {len(sections)} sections {section_title!r}"
+    table = next(sections[0].findall(nodes.table), None)
+    assert table is not None, f"{page.name}: section {section_title!r} has no table"
+    tbody = next(table.findall(nodes.tbody))
+    return [row[0].astext().strip() for row in tbody.findall(nodes.row)]
+
+
+def _shown_info_lines(page: Path) -> list[set[str]]:
+    """The built-in names of each ``lenet5 info`` callbacks line the page shows."""
+    return [
+        set(re.findall(r"(\w+) \(built-in\)", line))
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.strip().startswith("callbacks: ")
+    ]
+
+
+def test_the_docs_table_of_builtin_names_is_what_lenet5_info_prints(
+    run_cli: Callable[..., Any],
+) -> None:
+    """A name added to BUILTIN without the docs' table, or to the table without BUILTIN,
+    fails here; so does a ``lenet5 info`` output shown anywhere in the docs that is out of
+    date."""
+    info = _info_builtins(run_cli)
+    assert info == set(BUILTIN)
+    tables = {
+        page.name: names
+        for page in _doc_pages()
+        if page.suffix == ".rst" and (names := _table_names(page, NAMES_SECTION)) is not None
+    }
+    assert list(tables) == [Path(NAMES_PAGE).name], f"{NAMES_SECTION!r} tables: {list(tables)}"
+    documented = tables[Path(NAMES_PAGE).name]
+    assert len(documented) == len(set(documented)), documented
+    assert set(documented) == info, f"{NAMES_PAGE}: {sorted(documented)}; info: {sorted(info)}"
+    shown = {page.name: _shown_info_lines(page) for page in _doc_pages()}
+    for page, lines in shown.items():
+        for names in lines:
+            assert names == info, f"{page} shows lenet5 info with built-ins {sorted(names)}"

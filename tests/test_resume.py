@@ -257,7 +257,16 @@ TABLE: dict[str, tuple[object, bool]] = {
     "engine": ("plain", True),
     "strategy": ("single", True),
     "dist_timeout": (30.0, True),
+    "precision": ("bf16-mixed", True),
+    "grad_clip_norm": (1.0, True),
+    "accumulate_grad_batches": (2, False),
+    "compile": (True, True),
+    "val_every_steps": (100, True),
+    "mean": (0.5, False),  # given with std, which is refused alike
+    "std": (0.2, False),
 }
+#: Settings that are only valid together.
+PAIRED = {"mean": 0.5, "std": 0.2}
 
 
 def test_every_setting_has_a_rule() -> None:
@@ -268,7 +277,13 @@ def test_every_setting_has_a_rule() -> None:
 def test_the_resume_table(setting: str, rule: tuple[object, bool]) -> None:
     value, applied = rule
     saved = TrainConfig(epochs=10).to_dict()
-    current = TrainConfig.from_dict({**saved, setting: value})
+    changes = PAIRED if setting in PAIRED else {setting: value}
+    current = TrainConfig.from_dict({**saved, **changes})
+    if setting in PAIRED:
+        with pytest.raises(ResumeError) as info:
+            resume_overrides(saved, current, epochs_done=5, global_step=40)
+        assert info.value.settings == tuple(PAIRED)
+        return
     if applied:
         overrides = resume_overrides(saved, current, epochs_done=5, global_step=40)
         assert overrides == [Override(setting, saved[setting], value, 40)]

@@ -113,7 +113,7 @@ def test_callable_optimizer_and_scheduler(tiny_train: ImageSet) -> None:
         assert total == 2
         return torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
 
-    config = TrainConfig(optimizer=make_sgd, scheduler=make_step, verbose=False)
+    config = TrainConfig(optimizer=make_sgd, scheduler=make_step, lr=0.01, verbose=False)
     # Keyword overrides on top of a config keep the callables (not their names).
     trainer = Trainer(config=config, epochs=1, device="cpu")
     assert trainer.config.optimizer is make_sgd
@@ -514,24 +514,23 @@ def test_checkpoint_connector_round_trip(tmp_path: Path, tiny_train: ImageSet) -
         load_checkpoint,
     )
     from lenet5.training.engine import TrainStep
+    from lenet5.training.precision import Precision
 
     saved = _built_state("fast", seed=1)
-    assert saved.optimizer is not None
-    step = TrainStep(
-        saved.model, saved.optimizer, nn.CrossEntropyLoss(), saved.scheduler, saved.ema
-    )
-    inputs = torch.randn(8, 1, 28, 28)
-    targets = tiny_train.labels[:8]
+    step = TrainStep(saved.model, nn.CrossEntropyLoss(), Precision("32", saved.device), {})
+    saved.inputs = torch.randn(8, 1, 28, 28)
+    saved.targets = tiny_train.labels[:8]
     saved.generator.manual_seed(5)
     saved.begin_epoch(2)
     for _ in range(3):
-        loss, correct = step(inputs, targets)
+        loss, correct = step(saved)
         assert saved._epoch_loss_sum is not None
         assert saved._epoch_correct is not None
         saved._epoch_loss_sum += loss
         saved._epoch_correct += correct
         saved._epoch_seen += 8
         saved.batch_in_epoch += 1
+    assert saved.global_step == 3  # the step counts its optimizer steps
     saved.global_step = 7
     saved.history = [{"loss": 1.5, "lr": 0.001}]
     saved.trainer.callbacks[0].count = 11  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._io import WriteError
-    from .data import DataError, ImageSet, load_dataset, load_mnist, normalize
+    from .data import DataError, ImageSet, NormalizationWarning, load_dataset, load_mnist, normalize
     from .devices import DeviceError
     from .export import ExportError
     from .inference import EvalResult, evaluate
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         PeriodicValidation,
         ProgressBar,
         Seeding,
+        TensorBoardLogger,
         Timer,
         UnknownCallbackError,
     )
@@ -52,6 +53,7 @@ _HOMES = {
     "ConfigError": "training.config",
     "ConsoleLogger": "training.callbacks",
     "DataError": "data",
+    "NormalizationWarning": "data",
     "DeviceError": "devices",
     "DevicePlacement": "training.callbacks",
     "DistributedError": "training.distributed",
@@ -66,6 +68,7 @@ _HOMES = {
     "ProgressBar": "training.callbacks",
     "ResumeError": "training.checkpoint",
     "Seeding": "training.callbacks",
+    "TensorBoardLogger": "training.callbacks",
     "Timer": "training.callbacks",
     "TrainConfig": "training.config",
     "TrainState": "training.state",
@@ -99,11 +102,13 @@ __all__ = [
     "ImageError",
     "ImageSet",
     "LeNet5",
+    "NormalizationWarning",
     "PeriodicValidation",
     "Predictor",
     "ProgressBar",
     "ResumeError",
     "Seeding",
+    "TensorBoardLogger",
     "Timer",
     "TrainConfig",
     "TrainState",

@@ -5,17 +5,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import MNIST_MEAN, MNIST_STD, DataError, ImageSet, as_image_set, collate, normalize
+from .data import (
+    DataError,
+    ImageSet,
+    as_image_set,
+    image_batches,
+    known_norm,
+    labelled_batches,
+    normalize,
+    warn_default_norm,
+)
 from .runtime import InferenceFn, OnnxRuntimeModel, inference_model, torch_threads_for
 
-__all__ = ["EvalResult", "evaluate", "model_input"]
+__all__ = ["EvalResult", "evaluate", "model_input", "predict_logits"]
 
 
 @dataclass(frozen=True)
@@ -59,36 +68,45 @@ def model_input(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 _Batches: TypeAlias = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
+class _Norm:
+    """The ``(mean, std)`` for ``uint8`` batches of data that carries none: the one given,
+    else MNIST's with a warning on the first ``uint8`` batch (float data needs none)."""
+
+    def __init__(self, norm: tuple[float, float] | None) -> None:
+        self.norm = norm
+
+    def __call__(self, images: torch.Tensor) -> tuple[float, float]:
+        if self.norm is None:
+            self.norm = warn_default_norm(stacklevel=4) if images.dtype == torch.uint8 else (0, 1)
+        return self.norm
+
+
 def _batches(
-    data: ImageSet | Dataset[Any],
+    data: object,
     batch_size: int,
     norm: tuple[float, float] | None,
     device: torch.device,
-) -> tuple[_Batches, float, float]:
+) -> tuple[_Batches, _Norm]:
     """``data``'s ``(images, labels)`` batches in order, and the ``(mean, std)`` that fits them.
 
     An :class:`ImageSet` is sliced on ``device`` and carries its own statistics; any other
-    dataset goes through a :class:`~torch.utils.data.DataLoader` and uses ``norm``.
+    data (a dataset, a DataLoader as given, a list) uses ``norm``.
     """
-    image_set = as_image_set(data)
+    image_set = as_image_set(data, norm)
     if image_set is None:
-        mean, std = norm or (MNIST_MEAN, MNIST_STD)
-        loader = DataLoader(
-            cast("Dataset[Any]", data), batch_size=batch_size, shuffle=False, collate_fn=collate
-        )
-        return loader, mean, std
+        return labelled_batches(data, batch_size), _Norm(norm or known_norm(data))
     image_set = image_set.to(device)
     chunks = (
         (image_set.images[i : i + batch_size], image_set.labels[i : i + batch_size])
         for i in range(0, len(image_set), batch_size)
     )
-    return chunks, image_set.mean, image_set.std
+    return chunks, _Norm((image_set.mean, image_set.std))
 
 
 @torch.inference_mode()
 def evaluate(
     model: nn.Module | OnnxRuntimeModel,
-    data: ImageSet | Dataset[Any],
+    data: ImageSet | Dataset[Any] | DataLoader[Any] | Iterable[Any],
     *,
     batch_size: int = 2048,
     norm: tuple[float, float] | None = None,
@@ -100,9 +118,14 @@ def evaluate(
         model: A classifier returning logits, or an
             :class:`~lenet5.runtime.OnnxRuntimeModel` built from one (so that repeated
             evaluations convert the model once).
-        data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
-        batch_size: Examples per forward pass.
-        norm: ``(mean, std)`` for ``uint8`` images from a plain dataset (MNIST's by default).
+        data: An :class:`~lenet5.data.ImageSet`, a dataset (map-style or iterable) or list
+            of ``(image, label)``, or a DataLoader of ``(images, labels)`` batches (used as
+            given). Labels are class indices or probability vectors (soft targets: the loss
+            is the cross-entropy against them, the accuracy counts their most likely class).
+        batch_size: Examples per forward pass (a DataLoader keeps its own).
+        norm: ``(mean, std)`` for ``uint8`` images of data that carries none of its own
+            (anything but an ImageSet or a torchvision MNIST-family dataset); ``None``
+            takes MNIST's, with a :class:`~lenet5.data.NormalizationWarning`.
         backend: ``"torch"``, ``"onnxruntime"`` (CPU), or ``"auto"`` (ONNX Runtime on the CPU
             when installed); see :mod:`lenet5.runtime`.
 
@@ -120,18 +143,16 @@ def evaluate(
         device = next(model.parameters()).device
         was_training = model.training
         run = inference_model(model, backend)  # also puts the model in eval mode
-    batches, mean, std = _batches(data, batch_size, norm, device)
+    batches, stats = _batches(data, batch_size, norm, device)
     try:
         with torch_threads_for(run):
-            return _tally(run, batches, mean, std, device)
+            return _tally(run, batches, stats, device)
     finally:
         if isinstance(model, nn.Module):
             model.train(was_training)
 
 
-def _tally(
-    run: InferenceFn, batches: _Batches, mean: float, std: float, device: torch.device
-) -> EvalResult:
+def _tally(run: InferenceFn, batches: _Batches, stats: _Norm, device: torch.device) -> EvalResult:
     """Run every batch and add up the loss, the confusion matrix and the predictions."""
     # float64 where the device has it (MPS has not).
     loss_dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -141,9 +162,11 @@ def _tally(
     total = 0
     for images, labels in batches:
         labels = labels.to(device)
-        logits = run(model_input(images.to(device), mean, std)).to(device)
+        logits = run(model_input(images.to(device), *stats(images))).to(device)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
         num_classes = logits.shape[1]
+        if labels.dim() == 2:  # soft targets: accuracy and confusion count their top class
+            labels = labels.argmax(dim=1)
         predicted = logits.argmax(dim=1)
         predictions.append(predicted)
         counts = torch.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(
@@ -163,3 +186,44 @@ def _tally(
         confusion=confusion,
         predictions=torch.cat(predictions).cpu(),
     )
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    data: ImageSet | torch.Tensor | Dataset[Any] | DataLoader[Any] | Iterable[Any],
+    *,
+    batch_size: int = 2048,
+    norm: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """The model's logits ``(N, C)`` for every image of ``data``, on the CPU, in data order.
+
+    Args:
+        model: A classifier returning logits (evaluated in eval mode, then put back).
+        data: An :class:`~lenet5.data.ImageSet`; a ``uint8`` or float image tensor
+            ``(N, H, W)`` or ``(N, 1, H, W)``; a dataset or list of images or of
+            ``(image, label)`` (labels are not needed, and dropped); or a DataLoader.
+        batch_size: Images per forward pass (a DataLoader keeps its own).
+        norm: ``(mean, std)`` for ``uint8`` images that carry none (as :func:`evaluate`).
+
+    Raises:
+        DataError: If ``data`` is empty or of a form that holds no images.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    image_set = as_image_set(data, norm) if not isinstance(data, torch.Tensor) else None
+    batches: Iterable[torch.Tensor]
+    if image_set is not None:
+        images = image_set.images
+        batches = (images[i : i + batch_size] for i in range(0, len(image_set), batch_size))
+        stats = _Norm((image_set.mean, image_set.std))
+    else:
+        batches, stats = image_batches(data, batch_size), _Norm(norm or known_norm(data))
+    try:
+        out = [model(model_input(x.to(device), *stats(x))).float().cpu() for x in batches]
+    finally:
+        model.train(was_training)
+    if not out:
+        raise DataError("cannot predict on empty data")
+    return torch.cat(out)

@@ -204,8 +204,8 @@ def _finish(
             {
                 "dataset": plan.dataset,
                 "test_accuracy": f"{result.accuracy:.2f}",
-                "mean": repr(train_set.mean),
-                "std": repr(train_set.std),
+                "mean": repr(state.norm[0]),
+                "std": repr(state.norm[1]),
                 "classes": json.dumps(list(train_set.classes)),
                 "train_config": json.dumps(record),
             },

@@ -13,7 +13,7 @@ directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
 """
 
 from . import _facts
-from ._adapters import as_image_set, collate
+from ._adapters import as_image_set, known_norm
 from ._facts import (
     DataError,
     DatasetInfo,
@@ -22,6 +22,17 @@ from ._facts import (
     normalize,
 )
 from ._files import find_data_dir, identify_dataset, load_dataset, load_mnist
+from ._forms import (
+    NormalizationWarning,
+    check_data,
+    collate,
+    collate_images,
+    data_length,
+    image_batches,
+    is_given_loader,
+    labelled_batches,
+    warn_default_norm,
+)
 from ._idx import read_idx
 from ._imageset import ImageSet, ImageSetDataset
 
@@ -35,16 +46,25 @@ __all__ = [
     "DatasetInfo",
     "ImageSet",
     "ImageSetDataset",
+    "NormalizationWarning",
     "as_image_set",
+    "check_data",
     "collate",
+    "collate_images",
+    "data_length",
     "dataset_info",
     "find_data_dir",
     "identify_dataset",
     "identify_file",
+    "image_batches",
+    "is_given_loader",
+    "known_norm",
+    "labelled_batches",
     "load_dataset",
     "load_mnist",
     "normalize",
     "read_idx",
+    "warn_default_norm",
 ]
 
 # The constants are bound again here, with their descriptions, because the API reference

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch.utils.data import TensorDataset
 
 from ._facts import DATASETS
-from ._imageset import ImageSet
+from ._forms import warn_default_norm
+from ._imageset import ImageSet, ImageSetDataset
 
-__all__ = ["as_image_set", "collate"]
+__all__ = ["as_image_set", "known_norm"]
 
 
-def as_image_set(data: object) -> ImageSet | None:
+def as_image_set(data: object, norm: tuple[float, float] | None = None) -> ImageSet | None:
     """Return ``data`` as an :class:`ImageSet` when that needs no per-sample work, else ``None``.
 
     Recognised: an ``ImageSet``; a :class:`~torch.utils.data.TensorDataset` of ``uint8``
     images ``(N, H, W)`` or ``(N, 1, H, W)`` and integer labels; torchvision's ``MNIST`` family
     without transforms.
+
+    Args:
+        data: The data.
+        norm: ``(mean, std)`` of a ``TensorDataset``'s images, which carry none of their
+            own; ``None`` takes MNIST's, with a :class:`NormalizationWarning`.
     """
     if isinstance(data, ImageSet):
         return data
@@ -28,7 +32,8 @@ def as_image_set(data: object) -> ImageSet | None:
             if images.dim() == 4 and images.shape[1] == 1:
                 images = images[:, 0]
             if images.dim() == 3:
-                return ImageSet(images, labels.long(), name="TensorDataset")
+                mean, std = norm if norm is not None else warn_default_norm(stacklevel=4)
+                return ImageSet(images, labels.long(), mean=mean, std=std, name="TensorDataset")
         return None
     try:
         from torchvision.datasets import MNIST, FashionMNIST
@@ -52,14 +57,20 @@ def as_image_set(data: object) -> ImageSet | None:
     return None
 
 
-def collate(batch: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate ``(image, label)`` pairs where images may be PIL images or tensors."""
-    images = []
-    for image, _ in batch:
-        if not isinstance(image, torch.Tensor):
-            from torchvision.transforms.functional import pil_to_tensor
-
-            image = pil_to_tensor(image)
-        images.append(image)
-    labels = torch.as_tensor([int(label) for _, label in batch], dtype=torch.long)
-    return torch.stack(images), labels
+def known_norm(data: object) -> tuple[float, float] | None:
+    """The ``(mean, std)`` that ``data`` carries: an ImageSet's, or that of the ImageSet or
+    torchvision MNIST-family dataset inside a DataLoader, a ``Subset`` or an
+    :class:`~lenet5.data.ImageSetDataset`; ``None`` for data of unknown origin."""
+    for _ in range(8):  # wrappers inside wrappers, but never a cycle
+        if isinstance(data, ImageSetDataset):
+            data = data.data
+        if isinstance(data, ImageSet):
+            return data.mean, data.std
+        inner = getattr(data, "dataset", None)
+        if inner is None:
+            break
+        data = inner
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return None
+    found = as_image_set(data)
+    return (found.mean, found.std) if found is not None else None

@@ -10,6 +10,7 @@ anything uses it, so that any damage gives one line naming the file. Only
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import warnings
@@ -23,7 +24,15 @@ from safetensors.torch import load_file
 
 from .._io import CHECKPOINTS_DIR, LATEST_NAME, TRAINER_STATE_NAME, WEIGHTS_NAME
 
-__all__ = ["FORMAT_VERSION", "CheckpointError", "checkpoints", "read", "select"]
+__all__ = [
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "checkpoints",
+    "find_checkpoints",
+    "read",
+    "select",
+    "write_synced",
+]
 
 #: The ``format_version`` written into ``trainer.pt``, and the only one read back.
 FORMAT_VERSION = 1
@@ -46,6 +55,20 @@ def checkpoints(folder: Path) -> list[Path]:
 
     found = sorted((progress(m), p) for p in folder.iterdir() if (m := NAME.match(p.name)))
     return [p for _, p in found]
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and wait until it is on the disk."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def find_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoint folders in ``directory``, oldest first (none if it does not exist)."""
+    directory = Path(directory)
+    return checkpoints(directory) if directory.is_dir() else []
 
 
 # ---------------------------------------------------------------- one checkpoint
@@ -150,6 +173,7 @@ def _is_progress(v: object) -> bool:
         and _is_count(v["batches"])
         and _is_count(v["seen"])
         and _optional(_is_rng_state)(v.get("generator"))
+        and _optional(_is_rng_state)(v.get("torch_rng"))
     )
 
 
@@ -212,6 +236,7 @@ _OPTIONAL: dict[str, tuple[Callable[[object], bool], str]] = {
         lambda v: isinstance(v, list) and all(_is_override(o) for o in v),
         "a list of overrides",
     ),
+    "scaler": (_optional(_dict_of(lambda _: True)), "a gradient-scaler state"),
 }
 
 

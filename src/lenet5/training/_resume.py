@@ -58,6 +58,9 @@ _FIXED = {
     "scheduler": "the saved schedule belongs to the scheduler it was trained with",
     "seed": "the random states come from the checkpoint, so a new seed would never be used",
     "val_split": "it decides which images are trained on",
+    "accumulate_grad_batches": "the steps done so far and the schedule count its groups",
+    "mean": "the trained weights expect the inputs normalised as before",
+    "std": "the trained weights expect the inputs normalised as before",
 }
 #: Settings written into the restored optimizer's parameter groups when they change.
 OPTIMIZER_SETTINGS = ("lr", "weight_decay", "momentum")

@@ -29,7 +29,15 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from .._io import LATEST_NAME, TRAINER_STATE_NAME, WEIGHTS_NAME, atomic_folder, atomic_write_text
-from ._checkpoint_files import FORMAT_VERSION, CheckpointError, checkpoints, select
+from ._checkpoint_files import (
+    FORMAT_VERSION,
+    CheckpointError,
+    checkpoints,
+    find_checkpoints,
+    select,
+    write_synced,
+)
+from ._modules import strip_wrapper_prefixes, unwrap
 from ._resume import OPTIMIZER_SETTINGS, Override, ResumeError, resume_overrides
 
 if TYPE_CHECKING:
@@ -41,18 +49,12 @@ __all__ = [
     "Override",
     "ResumeError",
     "find_checkpoint",
+    "find_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
     "resume_overrides",
     "save_checkpoint",
 ]
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class CheckpointConnector:
@@ -78,8 +80,13 @@ class CheckpointConnector:
 
     # ----------------------------------------------------------- the whole checkpoint
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
+    def save(self, directory: str | os.PathLike[str], *, name: str | None = None) -> Path:
         """Write a checkpoint into ``directory/epoch-NNNN`` and point ``latest`` at it.
+
+        Args:
+            directory: The folder of checkpoints.
+            name: Write it as ``directory/name`` instead (``best``, say), leaving ``latest``
+                alone; a checkpoint of that name is replaced whole.
 
         Returns:
             The checkpoint folder.
@@ -89,19 +96,23 @@ class CheckpointConnector:
                 the previous checkpoints stay as they were.
         """
         state, directory = self.state, Path(directory)
-        name = f"epoch-{state.epoch:04d}"
-        if not state.epoch_complete:
-            name += f"-batch-{state.batch_in_epoch:06d}"
+        periodic = name is None
+        if name is None:
+            name = f"epoch-{state.epoch:04d}"
+            if not state.epoch_complete:
+                name += f"-batch-{state.batch_in_epoch:06d}"
         # Serialised first, so that a failure to write names the path, not torch's stream.
-        weights = {k: v.detach().cpu().contiguous() for k, v in state.model.state_dict().items()}
+        model = unwrap(state.model)  # never a wrapper's prefixed names
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         weight_bytes = safetensors_bytes(weights, metadata={"format": "pt"})
         buffer = io.BytesIO()
         torch.save(self.dump(), buffer)
         # A rerun of the same epoch replaces the old checkpoint whole.
         with atomic_folder(directory / name) as tmp:
-            _write(tmp / WEIGHTS_NAME, weight_bytes)
-            _write(tmp / TRAINER_STATE_NAME, buffer.getvalue())
-        atomic_write_text(directory / LATEST_NAME, name + "\n")
+            write_synced(tmp / WEIGHTS_NAME, weight_bytes)
+            write_synced(tmp / TRAINER_STATE_NAME, buffer.getvalue())
+        if periodic:
+            atomic_write_text(directory / LATEST_NAME, name + "\n")
         return directory / name
 
     def dump(self) -> dict[str, Any]:
@@ -112,7 +123,8 @@ class CheckpointConnector:
             "epoch": state.epoch,
             "global_step": state.global_step,
             "config": json.dumps(state.config.to_dict()),
-            "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
+            "optimizer": state._optimizer.state_dict() if state._optimizer is not None else None,
+            "scaler": state.scaler.state_dict() if state.scaler is not None else None,
             "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
             "ema": state.ema.state_dict() if state.ema is not None else None,
             "history": [dict(h) for h in state.history],
@@ -195,6 +207,8 @@ class CheckpointConnector:
         if state.scheduler is not None and saved["scheduler"] is not None:
             state.scheduler.load_state_dict(saved["scheduler"])
         self._restore_ema(saved["ema"])
+        if state.scaler is not None and saved.get("scaler") is not None:
+            state.scaler.load_state_dict(saved["scaler"])
         state.epoch, state.global_step = saved["epoch"], saved["global_step"]
         self._restore_progress(saved["epoch_progress"])
         state.history = [dict(h) for h in saved["history"]]
@@ -209,7 +223,8 @@ class CheckpointConnector:
     # ------------------------------------------------ part by part, each way side by side
 
     def _restore_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        model = self.state.model
+        model = unwrap(self.state.model)
+        weights = strip_wrapper_prefixes(weights)  # written by a compiled or DDP model
         for name, tensor in model.state_dict().items():
             if name in weights and weights[name].dtype != tensor.dtype:
                 raise CheckpointError(
@@ -220,7 +235,6 @@ class CheckpointConnector:
 
     def _restore_optimizer(self, saved: dict[str, Any] | None, overrides: list[Override]) -> None:
         optimizer = self.state.optimizer
-        assert optimizer is not None
         if saved is None:
             return
         # The implementation flags belong to this device, not to the saved run's.
@@ -259,14 +273,18 @@ class CheckpointConnector:
                 correct.detach().cpu() if correct is not None else torch.zeros((), dtype=torch.long)
             ),
             "seen": state._epoch_seen,
+            # Where a given DataLoader's order was drawn (see lenet5.training._feed).
+            "torch_rng": state._epoch_torch_rng,
         }
 
     def _restore_progress(self, progress: dict[str, Any] | None) -> None:
         state = self.state
         if progress is None:  # the saved epoch was complete
             state.batch_in_epoch = state.steps_per_epoch
+            state._exhausted = True
             return
-        if progress["batches"] >= state.steps_per_epoch:
+        state._exhausted = False
+        if state.steps_per_epoch and progress["batches"] >= state.steps_per_epoch:
             raise ValueError(
                 f"it stopped after batch {progress['batches']} of an epoch of "
                 f"{state.steps_per_epoch} batches"
@@ -276,6 +294,7 @@ class CheckpointConnector:
         state._epoch_correct = progress["correct"].reshape(()).to(state.device, torch.long)
         state._epoch_seen = progress["seen"]
         state._epoch_generator_state = progress["generator"]
+        state._epoch_torch_rng = progress.get("torch_rng")
 
     def _dump_rng(self) -> dict[str, Any]:
         rng: dict[str, Any] = {

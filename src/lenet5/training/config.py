@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._hints import did_you_mean
 from ..devices import is_device_spec
+from ._checks import ConfigError, check_norm, is_number, non_negative_int, one_of, positive_int
+from .recipes import RECIPES
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINES",
     "OPTIMIZERS",
+    "PRECISIONS",
     "RECIPES",
     "SCHEDULERS",
     "STRATEGIES",
@@ -63,48 +66,8 @@ SCHEDULERS = ("none", "cosine", "onecycle")
 ENGINES = ("fast", "plain")
 #: Process layouts accepted by ``strategy=`` (see :mod:`lenet5.training.distributed`).
 STRATEGIES = ("auto", "single", "ddp")
-
-
-_MNIST_V2: dict[str, Any] = {
-    "epochs": 40,
-    "batch_size": 128,
-    "optimizer": "adamw",
-    "lr": 3e-3,
-    "weight_decay": 1e-4,
-    "scheduler": "onecycle",
-    "label_smoothing": 0.05,
-    "ema_decay": 0.999,
-    "augment": "affine",
-}
-
-#: Named sets of settings (``lenet5 train --recipe NAME``, ``TrainConfig.from_recipe``).
-#: Explicit options override them.
-RECIPES: dict[str, dict[str, Any]] = {
-    # The reference PyTorch recipe: the defaults.
-    "reference": {},
-    # A short run for a quick model (about 99% in 6 epochs): chosen on a 5,000-image
-    # validation split (98.90% there), used by benchmarks/speed.py for time to accuracy.
-    "fast": {
-        "epochs": 6,
-        "batch_size": 128,
-        "optimizer": "adamw",
-        "lr": 1e-2,
-        "weight_decay": 1e-4,
-        "scheduler": "onecycle",
-    },
-    # The recipe of the bundled mnist-v1 weights: the reference with a cosine decay.
-    "mnist-v1": {"epochs": 30, "scheduler": "cosine", "val_split": 5000, "val_every": 5},
-    # The recipe of the bundled mnist-v2 weights (chosen on a 5,000-image validation split).
-    "mnist-v2": dict(_MNIST_V2),
-    # The recipe of the bundled mnist-v3 weights: mnist-v2 trained for 60 epochs, chosen on
-    # the same validation split (99.32%, against 99.22% for 40 epochs and 99.26% for 40
-    # epochs with elastic distortion added).
-    "mnist-v3": {**_MNIST_V2, "epochs": 60},
-}
-
-
-class ConfigError(ValueError):
-    """A training setting has a value that cannot work."""
+#: Numeric precisions accepted by ``precision=``: float32, or autocast to bfloat16 / float16.
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
 @dataclass
@@ -146,6 +109,29 @@ class TrainConfig:
             NCCL on CUDA and gloo on the CPU). Under DDP ``batch_size`` is per process.
         dist_timeout: Seconds a distributed collective waits for the other processes
             before the run fails (so that a crashed process cannot hang the others).
+        precision: ``"32"`` (float32), ``"bf16-mixed"`` or ``"16-mixed"``: the forward pass
+            and the loss under :func:`torch.autocast` to bfloat16 or float16, the weights and
+            the optimizer in float32; ``"16-mixed"`` scales the loss with a
+            :class:`torch.amp.GradScaler`. A device that cannot run one raises
+            :class:`~lenet5.devices.DeviceError` when the fit starts.
+        grad_clip_norm: Clip the gradients' total 2-norm to this before every optimizer
+            step (after ``on_before_optimizer_step``, on unscaled gradients); ``None``: no
+            clipping.
+        accumulate_grad_batches: One optimizer step per this many batches, their gradients
+            summed with each batch's loss divided by their number (a last, shorter group of
+            an epoch is averaged over its own size). ``global_step`` and the schedule count
+            optimizer steps.
+        compile: Run the forward pass of training through :func:`torch.compile`; the
+            model, its state dict, checkpoints and ``save_pretrained`` stay those of the
+            uncompiled module.
+        val_every_steps: Also validate every this many optimizer steps; ``0``: only at the
+            epochs ``val_every`` names.
+        mean: Normalisation mean, in [0, 1] units, of every ``uint8`` image of the fit
+            (training, validation, ``Trainer.evaluate`` and ``predict``); for data that does
+            not carry its own statistics (anything but an :class:`~lenet5.data.ImageSet`, a
+            torchvision MNIST-family dataset, or a loader of them). ``None``: the data's own,
+            or MNIST's with a :class:`~lenet5.data.NormalizationWarning`.
+        std: Normalisation standard deviation to go with ``mean`` (both or neither).
     """
 
     epochs: int = field(default=100, metadata={"help": "passes over the training data"})
@@ -230,6 +216,35 @@ class TrainConfig:
         },
     )
 
+    precision: str = field(
+        default="32",
+        metadata={
+            "help": "32, or autocast to bfloat16 (bf16-mixed) or float16 (16-mixed)",
+            "choices": PRECISIONS,
+        },
+    )
+    grad_clip_norm: float | None = field(
+        default=None,
+        metadata={"help": "clip the gradients' total norm to X before every optimizer step"},
+    )
+    accumulate_grad_batches: int = field(
+        default=1, metadata={"help": "one optimizer step per N batches (gradients summed)"}
+    )
+    compile: bool = field(
+        default=False, metadata={"help": "run the training forward pass through torch.compile"}
+    )
+    val_every_steps: int = field(
+        default=0, metadata={"help": "also validate every N optimizer steps; 0: never"}
+    )
+    mean: float | None = field(
+        default=None,
+        metadata={"help": "normalisation mean of uint8 images, with --std; unset: the data's own"},
+    )
+    std: float | None = field(
+        default=None,
+        metadata={"help": "normalisation std of uint8 images, with --mean"},
+    )
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -245,20 +260,22 @@ class TrainConfig:
         self._validate_augment()
 
     def _validate_counts(self) -> None:
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("eval_batch_size", self.eval_batch_size)
-        _non_negative_int("val_every", self.val_every)
-        _non_negative_int("val_split", self.val_split)
+        positive_int("epochs", self.epochs)
+        positive_int("batch_size", self.batch_size)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        non_negative_int("val_every", self.val_every)
+        non_negative_int("val_split", self.val_split)
+        non_negative_int("val_every_steps", self.val_every_steps)
+        positive_int("accumulate_grad_batches", self.accumulate_grad_batches)
         if self.seed is not None:
-            _non_negative_int("seed", self.seed)
-        if not _is_number(self.dist_timeout) or not self.dist_timeout > 0:
+            non_negative_int("seed", self.seed)
+        if not is_number(self.dist_timeout) or not self.dist_timeout > 0:
             raise ConfigError(f"dist_timeout must be a positive number, got {self.dist_timeout!r}")
 
     def _validate_rates(self) -> None:
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "ema_decay"):
             value = getattr(self, name)
-            if not _is_number(value) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
@@ -268,12 +285,21 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        clip = self.grad_clip_norm
+        if clip is not None and not (is_number(clip) and math.isfinite(clip) and clip > 0):
+            raise ConfigError(
+                f"grad_clip_norm must be a positive number or None (no clipping), got {clip!r}"
+            )
+        check_norm(self.mean, self.std)
 
     def _validate_names(self) -> None:
-        _one_of("engine", self.engine, ENGINES)
-        _one_of("strategy", self.strategy, STRATEGIES)
+        one_of("engine", self.engine, ENGINES)
+        one_of("strategy", self.strategy, STRATEGIES)
+        one_of("precision", self.precision, PRECISIONS)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be True or False, got {self.compile!r}")
         if isinstance(self.optimizer, str):
-            _one_of(
+            one_of(
                 "optimizer",
                 self.optimizer.lower(),
                 OPTIMIZERS,
@@ -283,7 +309,7 @@ class TrainConfig:
         elif not callable(self.optimizer):
             raise ConfigError(f"optimizer must be a name or a callable, got {self.optimizer!r}")
         if isinstance(self.scheduler, str):
-            _one_of(
+            one_of(
                 "scheduler",
                 self.scheduler.lower(),
                 SCHEDULERS,
@@ -362,26 +388,3 @@ class TrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` for configs whose optimizer and scheduler are names."""
         return cls.from_kwargs(dict(data))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _one_of(
-    name: str, value: str, choices: tuple[str, ...], alternative: str = "", *, shown: str = ""
-) -> None:
-    """Refuse a name that is not among ``choices``, listing them."""
-    if value not in choices:
-        message = f"unknown {name} {shown or value!r}; choose one of {', '.join(choices)}"
-        raise ConfigError(f"{message} {alternative}" if alternative else message)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")

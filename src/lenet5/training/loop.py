@@ -8,30 +8,30 @@ so an epoch interrupted and restored from a checkpoint goes on exactly as it wou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
-from ..data import ImageSet
-from ..inference import evaluate, model_input
-from .distributed import ShardedBatchSampler, global_batch, shard
-from .engine import TrainStep
+from ..data import ImageSet, is_given_loader
+from ..inference import evaluate
+from ._feed import batches
+from .distributed import global_batch, shard
+from .engine import Hook, TrainStep
 from .state import TrainState
 
 __all__ = [
     "STOP_CHECK_EVERY",
-    "Hook",
-    "batch_input",
-    "batches",
+    "UNNAMED",
     "run_epoch",
     "stop_agreed",
     "validate",
 ]
 
-#: A bound callback hook.
-Hook = Callable[[TrainState], None]
+#: The name of a validation set given alone (not in a dict): its metrics are only
+#: ``val_loss`` and ``val_accuracy``.
+UNNAMED = ""
 
 #: Under DDP, the processes agree on a stop (:func:`stop_agreed`) after every this many
 #: batches of an epoch, after its last batch and after every epoch, so that a
@@ -57,17 +57,20 @@ def stop_agreed(state: TrainState) -> bool:
     return reason is not None
 
 
-def run_epoch(
-    state: TrainState, step: TrainStep, start_hooks: Sequence[Hook], end_hooks: Sequence[Hook]
-) -> None:
+def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[Hook]]) -> None:
     """Train the current epoch from ``state.batch_in_epoch`` on, and set its metrics.
+
+    Each batch sets ``state.inputs`` and ``state.targets``, runs the ``on_batch_start``
+    hooks, the step (which runs ``on_before_backward`` and, at the end of an accumulation
+    group, ``on_before_optimizer_step``) and the ``on_batch_end`` hooks. A stop, and a
+    validation every ``val_every_steps``, happen only between accumulation groups, so that
+    no summed gradient is ever lost to a checkpoint.
 
     Args:
         state: The fit; its epoch's running totals are already set (by
             :meth:`~lenet5.training.state.TrainState.begin_epoch` or a restore).
-        step: Takes one optimisation step.
-        start_hooks: The ``on_batch_start`` hooks, called before every step.
-        end_hooks: The ``on_batch_end`` hooks, called after every step.
+        step: Trains on one batch.
+        hooks: The bound hooks by name.
     """
     loss_sum, correct_sum = state._epoch_loss_sum, state._epoch_correct
     assert loss_sum is not None
@@ -77,29 +80,57 @@ def run_epoch(
     state.generator.set_state(state._epoch_generator_state)
     if stop_agreed(state):  # asked for in on_fit_start or on_epoch_start
         return _epoch_metrics(state)
-    bs, world = state.config.batch_size, state.world_size
-    every = STOP_CHECK_EVERY if world > 1 else 1
+    k, steps = state.config.accumulate_grad_batches, state.steps_per_epoch
+    pending = 0  # batches of the current group whose gradients await the optimizer step
     for inputs, targets in batches(state, skip=state.batch_in_epoch):
-        for fn in start_hooks:
+        state.inputs, state.targets, state.logits, state.loss = inputs, targets, None, None
+        for fn in hooks["on_batch_start"]:
             fn(state)
-        if world > 1:
-            positions = global_batch(state.batch_in_epoch, state.train_size, bs, world)
-            share = targets.shape[0] / (positions.stop - positions.start)
-            loss, correct = step(inputs, targets, share)
-        else:
-            loss, correct = step(inputs, targets)
+        b = state.batch_in_epoch
+        ends_group = (b + 1) % k == 0 or b + 1 == steps
+        # A sized epoch's short last group is averaged over its own size.
+        group = min(k, steps - (b - b % k)) if steps else k
+        loss, correct = step(state, group=group, last=ends_group, share=_share(state))
+        pending = 0 if ends_group else pending + 1
         state._batch_loss = loss
         loss_sum += loss
         correct_sum += correct
-        state._epoch_seen += targets.shape[0]
+        state._epoch_seen += int(state.targets.shape[0]) if state.targets is not None else 0
         state.batch_in_epoch += 1
-        state.global_step += 1
-        for fn in end_hooks:
+        for fn in hooks["on_batch_end"]:
             fn(state)
-        check = state.batch_in_epoch % every == 0 or state.epoch_complete
-        if check and stop_agreed(state):  # before the next batch is even fetched
+        if ends_group and _between_groups(state, hooks):
             break
+    else:
+        state._exhausted = True
+        if pending:  # data without a length ended inside a group: step on what it has
+            step.optimizer_step(state, correction=k / pending)
     _epoch_metrics(state)
+
+
+def _share(state: TrainState) -> float:
+    """This process's fraction of the current global batch (1 without DDP)."""
+    if state.world_size == 1:
+        return 1.0
+    assert state.targets is not None
+    bs = state.config.batch_size
+    positions = global_batch(state.batch_in_epoch, state.train_size, bs, state.world_size)
+    return float(state.targets.shape[0] / (positions.stop - positions.start))
+
+
+def _between_groups(state: TrainState, hooks: Mapping[str, Sequence[Hook]]) -> bool:
+    """After an optimizer step: validate if ``val_every_steps`` says so; whether to stop."""
+    every_steps = state.config.val_every_steps
+    at_epoch_end = state.epoch_complete and state.validate  # validated there anyway
+    due = every_steps and state.global_step % every_steps == 0 and not at_epoch_end
+    if due and state.val_sets:
+        state.metrics.update(validate(state))
+        for fn in hooks["on_validation_end"]:
+            fn(state)
+    groups_done = -(-state.batch_in_epoch // state.config.accumulate_grad_batches)
+    every = STOP_CHECK_EVERY if state.world_size > 1 else 1
+    # Before the next batch is even fetched.
+    return (groups_done % every == 0 or state.epoch_complete) and stop_agreed(state)
 
 
 def _epoch_metrics(state: TrainState) -> None:
@@ -129,60 +160,33 @@ def _sum_over_processes(state: TrainState, *values: torch.Tensor | float) -> lis
     return cast("list[float]", totals.tolist())
 
 
-def batches(state: TrainState, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The epoch's ``(inputs, targets)`` after the first ``skip`` (those a resumed run did)."""
-    data = state.train_data
-    if isinstance(data, ImageSet):
-        # The fast path: one permutation per epoch, batches sliced on the device. Under
-        # DDP every process draws the same permutation and takes its slice of each
-        # global batch.
-        perm = torch.randperm(len(data), generator=state.generator).to(data.device)
-        bs, world = state.config.batch_size, state.world_size
-        for step in range(skip, state.steps_per_epoch):
-            positions = global_batch(step, len(data), bs, world)
-            idx = shard(perm[positions], state.rank, world)
-            yield batch_input(state, data.images[idx], data.mean, data.std), data.labels[idx]
-        return
-    assert isinstance(data, DataLoader)
-    assert isinstance(data.batch_sampler, ShardedBatchSampler)
-    # Skipped in the sampler, not by reading and dropping batches: a transform that draws
-    # random numbers then draws exactly as in a run that never stopped.
-    data.batch_sampler.start = skip
-    for images, labels in data:
-        images = images.to(state.device, non_blocking=True)
-        yield (
-            batch_input(state, images, *state.norm),
-            labels.to(state.device, non_blocking=True),
-        )
+def validate(state: TrainState) -> dict[str, float]:
+    """The validation metrics of every set in ``state.val_sets``: ``val_<name>_loss`` and
+    ``val_<name>_accuracy`` (percent) for named sets, and ``val_loss`` / ``val_accuracy``
+    for the first one. The model is evaluated as it is, or its EMA when there is one; the
+    loss is the cross-entropy against the validation labels, whatever ``loss_fn`` trains.
+    """
+    metrics: dict[str, float] = {}
+    for i, (name, data) in enumerate(state.val_sets.items()):
+        loss, accuracy = _validate_one(state, data)
+        if i == 0:
+            metrics["val_loss"], metrics["val_accuracy"] = loss, accuracy
+        if name != UNNAMED:
+            metrics[f"val_{name}_loss"], metrics[f"val_{name}_accuracy"] = loss, accuracy
+    return metrics
 
 
-def batch_input(state: TrainState, images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """A training batch as the model's input: ``uint8`` images augmented (if the run asks
-    for it), then normalised; float images as they are (see
-    :func:`lenet5.inference.model_input`)."""
-    if state.augment is None or images.dtype != torch.uint8:
-        return model_input(images, mean, std)
-    x = images.to(torch.float32).div_(255.0)
-    x = x.unsqueeze(1) if x.dim() == 3 else x
-    # A generator per step, from the seed and the step number: the draws do not depend
-    # on anything that came before, so a resumed run augments exactly as the original.
-    generator = torch.Generator().manual_seed(
-        (state.augment_seed * 1_000_003 + state.global_step) % 2**63
-    )
-    return state.augment(x, generator).sub_(mean).div_(std)
+def _validate_one(state: TrainState, data: Any) -> tuple[float, float]:
+    """Validation loss and accuracy (percent) on one set.
 
-
-def validate(state: TrainState) -> tuple[float, float]:
-    """Validation loss and accuracy (percent) of the model, or of its EMA when there is one.
-
-    Under DDP each process evaluates its slice of the validation data and the totals are
-    summed, so every process gets the numbers of the whole data.
+    Under DDP each process evaluates its slice of a set it can slice (an ImageSet or a
+    map-style dataset) and the totals are summed, so every process gets the numbers of the
+    whole set; a DataLoader or an iterable is evaluated whole by every process.
     """
     model = state.ema.module if state.ema is not None else state.model
-    data = state.val_data
-    assert data is not None
     batch_size = state.config.eval_batch_size
-    if state.world_size == 1:
+    sliceable = isinstance(data, ImageSet) or not is_given_loader(data)
+    if state.world_size == 1 or not sliceable:
         result = evaluate(model, data, batch_size=batch_size, norm=state.norm)
         return result.loss, result.accuracy
     indices = shard(torch.arange(len(data)), state.rank, state.world_size)

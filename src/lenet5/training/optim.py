@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 
 __all__ = ["build_optimizer", "build_scheduler"]
 
@@ -17,7 +22,7 @@ def build_optimizer(
     params = [p for p in model.parameters() if p.requires_grad]
     factory = config.optimizer
     if callable(factory):
-        return factory(params)
+        return _from_callable(factory, params, config)
     name = factory.lower()
     # Fused kernels do the same arithmetic as the for-loop version in one launch; they
     # exist for CUDA and, since torch 2.4, for the CPU. The plain engine keeps the default.
@@ -37,6 +42,47 @@ def build_optimizer(
     )
 
 
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def _from_callable(
+    factory: Callable[..., torch.optim.Optimizer], params: list[nn.Parameter], config: TrainConfig
+) -> torch.optim.Optimizer:
+    """The optimizer a callable builds, given ``lr`` and ``weight_decay`` when it takes them.
+
+    A callable that sets its own rate or decay while the config leaves that setting at its
+    default gives the config its value (so that the run records and resumes with what it
+    used).
+
+    Raises:
+        ConfigError: If the optimizer's rate or decay differs from one the config sets,
+            which the run would then record although it never used it.
+    """
+    settings = {"lr": config.lr, "weight_decay": config.weight_decay}
+    kwargs = {k: v for k, v in settings.items() if _accepts(factory, k)}
+    optimizer = factory(params, **kwargs)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, wanted in settings.items():
+        used = {g.get(name, wanted) for g in optimizer.param_groups}
+        if used == {wanted}:
+            continue
+        if len(used) == 1 and wanted == defaults[name]:
+            setattr(config, name, used.pop())
+            continue
+        shown = ", ".join(f"{u!r}" for u in sorted(used, key=str))
+        raise ConfigError(
+            f"the optimizer callable uses {name}={shown} but the run is set to "
+            f"{name}={wanted!r}, which it would record: let the callable take {name}= "
+            f"(it is called with it), or set {name}={shown} on the Trainer too"
+        )
+    return optimizer
+
+
 def _fused_available(device: torch.device) -> bool | None:
     if device.type == "cuda":
         return True
@@ -49,10 +95,20 @@ def _fused_available(device: torch.device) -> bool | None:
 def build_scheduler(
     config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Create the per-batch learning-rate scheduler the config names, or ``None``."""
+    """Create the learning-rate scheduler the config names, or ``None``; it is stepped after
+    every optimizer step, ``total_steps`` of them (``0``: unknown, for data without a length).
+
+    Raises:
+        ConfigError: If a schedule needs the number of steps and it is unknown.
+    """
     sched = config.scheduler
     if sched is None:
         return None
+    if total_steps == 0 and not (isinstance(sched, str) and sched.lower() == "none"):
+        raise ConfigError(
+            f"scheduler {config.to_dict()['scheduler']!r} needs the number of steps, and the "
+            "training data has no length; give the data a __len__, or scheduler=None"
+        )
     if callable(sched):
         return sched(optimizer, total_steps)
     name = sched.lower()

@@ -24,6 +24,7 @@ from .callbacks import (
     CallbackError,
     EarlyStopping,
     ProgressBar,
+    TensorBoardLogger,
     Timer,
     UnknownCallbackError,
     check_callback,
@@ -38,6 +39,7 @@ ENTRY_POINT_GROUP = "lenet5.callbacks"
 BUILTIN: dict[str, Callable[[], Callback]] = {
     "early_stopping": EarlyStopping,
     "progress": ProgressBar,
+    "tensorboard": TensorBoardLogger,
     "timer": Timer,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -25,21 +26,40 @@ __all__ = ["TrainState"]
 class TrainState:
     """The mutable state of one ``fit`` call, passed to every hook.
 
+    The model and the optimizer are fixed for the whole fit: :attr:`model` and
+    :attr:`optimizer` cannot be assigned once the fit has built its step (change the model's
+    weights or the optimizer's ``param_groups`` in place instead). The batch fields
+    (:attr:`inputs`, :attr:`targets`, :attr:`logits`, :attr:`loss`) are how a callback
+    shapes a step: see :class:`~lenet5.Callback` for which hook may replace which.
+
     Attributes:
         trainer: The :class:`~lenet5.Trainer` running the fit.
-        model: The model being trained (already on ``device`` after ``on_fit_start``).
+        model: The model being trained (already on ``device`` after ``on_fit_start``): the
+            module itself (``trainer.model``), never a compiled or DDP wrapper.
         config: The run's :class:`~lenet5.TrainConfig`.
         device: The training device; callbacks may change it in ``on_fit_start``.
-        optimizer: The optimizer (created after ``on_fit_start``, so a device change applies).
-        scheduler: The learning-rate scheduler, or ``None``.
+        scheduler: The learning-rate scheduler, or ``None``; stepped after every optimizer
+            step.
         ema: The exponential moving average of the model (``config.ema_decay``), or ``None``.
+        scaler: The gradient scaler of ``precision="16-mixed"``, or ``None``.
         train_data: The training data: an :class:`~lenet5.data.ImageSet` (fast path) or a
-            :class:`~torch.utils.data.DataLoader`.
-        val_data: Validation data, or ``None``.
+            :class:`~torch.utils.data.DataLoader` (the one given, or one the trainer built).
+        val_data: The first validation set, or ``None``.
+        val_sets: Every validation set by name (``{"val": data}`` when one was given
+            without a name); its metrics are ``val_<name>_loss`` and ``val_<name>_accuracy``,
+            and ``val_loss`` / ``val_accuracy`` are the first set's.
+        inputs: The current batch's model input ``(N, C, H, W)`` (normalised and augmented),
+            set before ``on_batch_start``; a callback may replace it there (mixup).
+        targets: The current batch's targets: class indices ``(N,)`` or probabilities
+            ``(N, C)``; a callback may replace them in ``on_batch_start``.
+        logits: The model's output for :attr:`inputs`, from ``on_before_backward`` on.
+        loss: The loss that is back-propagated, from ``on_before_backward`` on; a callback
+            may replace it there (an auxiliary loss) with a scalar tensor that has a graph.
         generator: The random number generator that shuffles (and augments) batches.
         epoch: The current epoch, counted from 1 (0 before the first epoch starts).
-        global_step: Optimisation steps taken so far.
-        steps_per_epoch: Batches in one epoch.
+        global_step: Optimizer steps taken so far (with ``accumulate_grad_batches = k``, one
+            per ``k`` batches).
+        steps_per_epoch: Batches in one epoch (``0`` for data without a length).
         metrics: Scalars of the latest epoch: ``loss`` (mean training loss), ``accuracy``
             (training accuracy in percent, on the augmented batches), and after a
             validation ``val_loss`` and ``val_accuracy`` (percent), ``lr``, and anything
@@ -62,17 +82,24 @@ class TrainState:
         overrides: The settings changed on resume, each with the step it took effect at
             (:class:`~lenet5.training.checkpoint.Override`): those of earlier resumes, read
             from the checkpoint, then this fit's; empty for a run never resumed with changes.
+        fit_index: Which of its trainer's fits this is (1 for the first).
+        resume_from: The ``resume=`` path of this fit, or ``None`` for a new run.
     """
 
-    trainer: Trainer
+    trainer: Trainer[Any]
     model: nn.Module
     config: TrainConfig
     device: torch.device
     train_data: ImageSet | torch.utils.data.DataLoader[Any] | None = None
-    val_data: ImageSet | None = None
-    optimizer: torch.optim.Optimizer | None = None
+    val_data: Any = None
+    val_sets: dict[str, Any] = field(default_factory=dict)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: torch.optim.swa_utils.AveragedModel | None = None
+    scaler: torch.amp.GradScaler | None = None
+    inputs: torch.Tensor | None = field(default=None, repr=False)
+    targets: torch.Tensor | None = field(default=None, repr=False)
+    logits: torch.Tensor | None = field(default=None, repr=False)
+    loss: torch.Tensor | None = field(default=None, repr=False)
     generator: torch.Generator = field(default_factory=torch.Generator)
     epoch: int = 0
     global_step: int = 0
@@ -91,12 +118,55 @@ class TrainState:
     augment: Augmentation | None = field(default=None, repr=False)
     augment_seed: int = 0
     overrides: list[Override] = field(default_factory=list)
+    fit_index: int = 1
+    resume_from: Path | None = None
     _batch_loss: torch.Tensor | None = field(default=None, repr=False)
     _epoch_loss_sum: torch.Tensor | None = field(default=None, repr=False)
     _epoch_correct: torch.Tensor | None = field(default=None, repr=False)
     _epoch_seen: int = field(default=0, repr=False)
     _epoch_generator_state: torch.Tensor | None = field(default=None, repr=False)
     _stop_reason: str | None = field(default=None, repr=False)
+    _optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
+    _exhausted: bool = field(default=False, repr=False)
+    _epoch_torch_rng: torch.Tensor | None = field(default=None, repr=False)
+    _norm_unknown: bool = field(default=False, repr=False)
+    _norm_guessed: bool = field(default=False, repr=False)
+    _locked: bool = field(default=False, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "model":
+            self._refuse_during_fit("model", "change its weights in place (load_state_dict)")
+        object.__setattr__(self, name, value)
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer, built after ``on_fit_start`` (so that a device change applies).
+
+        Raises:
+            RuntimeError: If read in ``on_fit_start``, before it exists.
+        """
+        if self._optimizer is None:
+            raise RuntimeError(
+                "the optimizer is built after on_fit_start; read state.optimizer in a later "
+                "hook (on_epoch_start, on_batch_start...)"
+            )
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self._refuse_during_fit(
+            "optimizer",
+            "pass optimizer= to the Trainer (a name or a callable), or change "
+            "state.optimizer.param_groups in place",
+        )
+        self._optimizer = optimizer
+
+    def _refuse_during_fit(self, name: str, instead: str) -> None:
+        if self.__dict__.get("_locked", False):
+            raise AttributeError(
+                f"state.{name} cannot be replaced during a fit: the step, the checkpoints "
+                f"and the metrics all use the one built for it; {instead}"
+            )
 
     def begin_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch: zero its running totals, note where the
@@ -107,6 +177,7 @@ class TrainState:
         self._epoch_correct = torch.zeros((), dtype=torch.long, device=self.device)
         self._epoch_seen = 0
         self._epoch_generator_state = self.generator.get_state()
+        self._exhausted = False
 
     @property
     def batch_loss(self) -> float:
@@ -124,6 +195,14 @@ class TrainState:
         return 100.0 * float(self._epoch_correct) / self._epoch_seen
 
     @property
+    def batch_index(self) -> int:
+        """Batches trained so far over the whole run, this one included once it has run;
+        with ``accumulate_grad_batches = 1`` this equals :attr:`global_step`."""
+        if self.steps_per_epoch == 0:  # data without a length: unique, if not consecutive
+            return self.epoch * 2**32 + self.batch_in_epoch
+        return max(self.epoch - 1, 0) * self.steps_per_epoch + self.batch_in_epoch
+
+    @property
     def batch_loss_tensor(self) -> torch.Tensor | None:
         """Loss of the latest batch as a device tensor (no synchronisation)."""
         return self._batch_loss
@@ -131,7 +210,9 @@ class TrainState:
     @property
     def epoch_complete(self) -> bool:
         """Whether every batch of the current epoch has run (False after a stop mid-epoch)."""
-        return self.batch_in_epoch >= self.steps_per_epoch
+        if self.steps_per_epoch == 0:  # data without a length: known when it runs out
+            return self._exhausted
+        return self._exhausted or self.batch_in_epoch >= self.steps_per_epoch
 
     @property
     def is_main_process(self) -> bool:

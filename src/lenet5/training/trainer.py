@@ -1,8 +1,9 @@
 """The Trainer: it sets a fit up, then loops over the epochs; it holds nothing else.
 
-Setting up builds the fit's :class:`~lenet5.training.state.TrainState` (which keeps every
-per-fit value), joins the process group under DDP, feeds the data, builds the optimizer,
-schedule, EMA and step, and restores a checkpoint when resuming. The loop calls the hooks
+Setting up (:mod:`~lenet5.training._fit_setup`) builds the fit's
+:class:`~lenet5.training.state.TrainState` (which keeps every per-fit value), joins the
+process group under DDP, feeds the data (:mod:`~lenet5.training._feed`), builds the
+optimizer, schedule, EMA and step, and restores a checkpoint when resuming. The loop calls the hooks
 around each epoch. Everything else has its own module: the steps of one epoch and validation
 (:mod:`~lenet5.training.loop`), one optimisation step (:mod:`~lenet5.training.engine`), the
 checkpoint format (:mod:`~lenet5.training.checkpoint`), evaluation (:mod:`lenet5.inference`),
@@ -15,18 +16,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Sized
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, overload
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import TypeVar
 
-from ..augment import parse_augment
-from ..data import DataError, ImageSet, as_image_set, collate
-from ..inference import EvalResult, evaluate
+from ..data import ImageSet
+from ..inference import EvalResult, evaluate, predict_logits
 from ..model import LeNet5
+from ._fit_setup import build_step, new_state, prepare_model
 from .callbacks import (
     HOOKS,
     Callback,
@@ -39,30 +40,30 @@ from .callbacks import (
 )
 from .checkpoint import CheckpointConnector
 from .config import TrainConfig
-from .distributed import (
-    ProcessGroup,
-    ShardedBatchSampler,
-    launch_ranks,
-    lost_contact,
-    resolve_strategy,
-    steps_per_epoch,
-    wrap_ddp,
-)
-from .engine import TrainStep
-from .loop import Hook, run_epoch, stop_agreed, validate
-from .optim import build_optimizer, build_scheduler
+from .distributed import ProcessGroup, launch_ranks, lost_contact, resolve_strategy
+from .engine import Hook, LossFn, TrainStep
+from .loop import run_epoch, stop_agreed, validate
 from .plugins import resolve_callbacks
 from .state import TrainState
 
-__all__ = ["Trainer"]
+#: The type of the trained model (``Trainer(LeNet5())`` is a ``Trainer[LeNet5]``).
+ModelT = TypeVar("ModelT", bound=nn.Module, default=nn.Module)
+#: What ``fit``, ``evaluate`` and ``predict`` take as data.
+Data = ImageSet | Dataset[Any] | DataLoader[Any] | Iterable[Any]
+
+__all__ = ["Data", "ModelT", "Trainer"]
 
 
-class Trainer:
-    """Trains and evaluates a classifier with callbacks.
+class Trainer(Generic[ModelT]):
+    """Trains, evaluates and predicts with a classifier, shaped by callbacks.
 
     Args:
         model: The model to train; a fresh :class:`~lenet5.LeNet5` (initialised from
-            ``seed``) when ``None``. Any ``nn.Module`` that maps ``(N, C, H, W)`` to logits works.
+            ``seed``) when ``None``. Any ``nn.Module`` that maps ``(N, C, H, W)`` to logits
+            ``(N, classes)`` works (a compiled one too).
+        loss_fn: ``loss_fn(logits, targets) -> scalar tensor``, where targets are class
+            indices ``(N,)`` or probabilities ``(N, C)``; the cross-entropy (with
+            ``label_smoothing``) by default, which takes both.
         callbacks: Callback objects and/or names of built-in or plugin callbacks. A callback
             that is an instance of a default callback's class replaces that default.
         config: A :class:`~lenet5.TrainConfig`; keyword arguments override its fields.
@@ -72,11 +73,17 @@ class Trainer:
         **kwargs: Fields of :class:`~lenet5.TrainConfig` (``epochs``, ``batch_size``, ``lr``...).
 
     Attributes:
-        model: The model being trained.
+        model: The model being trained (typed as given: ``Trainer(LeNet5()).model`` is a
+            ``LeNet5``).
+        loss_fn: The training loss.
         config: The settings of every fit.
         callbacks: The callbacks, in the order they run.
         state: The :class:`~lenet5.training.state.TrainState` of the latest fit (``None``
             before the first).
+
+    Every :meth:`fit` is a run of its own: a second one continues from the current
+    weights with a new optimizer, schedule and epoch count, and its checkpoints never
+    overwrite the first's (see :class:`~lenet5.Checkpoint`).
 
     Raises:
         ConfigError: For an unknown option or a bad value.
@@ -89,10 +96,35 @@ class Trainer:
         32
     """
 
+    @overload
+    def __init__(
+        self: Trainer[LeNet5],
+        model: None = None,
+        *,
+        loss_fn: LossFn | None = None,
+        callbacks: Iterable[Callback | str] = (),
+        config: TrainConfig | None = None,
+        default_callbacks: bool = True,
+        **kwargs: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        model: ModelT,
+        *,
+        loss_fn: LossFn | None = None,
+        callbacks: Iterable[Callback | str] = (),
+        config: TrainConfig | None = None,
+        default_callbacks: bool = True,
+        **kwargs: Any,
+    ) -> None: ...
+
     def __init__(
         self,
         model: nn.Module | None = None,
         *,
+        loss_fn: LossFn | None = None,
         callbacks: Iterable[Callback | str] = (),
         config: TrainConfig | None = None,
         default_callbacks: bool = True,
@@ -105,13 +137,18 @@ class Trainer:
             # scheduler into its name, which is not a valid setting.
             fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
             self.config = TrainConfig.from_kwargs({**fields, **kwargs}) if kwargs else config
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(
+                f"loss_fn must be a callable (logits, targets) -> loss, got {loss_fn!r}"
+            )
         if model is None:
             # Initialise from the seed without touching the global random state.
             with torch.random.fork_rng(devices=[]):
                 if self.config.seed is not None:
                     torch.manual_seed(self.config.seed)
                 model = LeNet5()
-        self.model: nn.Module = model
+        self.model: ModelT = model  # type: ignore[assignment]
+        self.loss_fn: LossFn | None = loss_fn
         self.callbacks: list[Callback] = _ordered(resolve_callbacks(callbacks), default_callbacks)
         # Only callbacks that save state can collide in a checkpoint.
         keys = [cb.key for cb in self.callbacks if type(cb).state_dict is not Callback.state_dict]
@@ -123,6 +160,7 @@ class Trainer:
                 stacklevel=2,
             )
         self.state: TrainState | None = None
+        self.fits = 0
         self._bind_hooks(rank=0)
 
     def _bind_hooks(self, rank: int) -> None:
@@ -155,8 +193,8 @@ class Trainer:
 
     def fit(
         self,
-        train: ImageSet | Dataset[Any],
-        val: ImageSet | Dataset[Any] | None = None,
+        train: Data,
+        val: Data | Mapping[str, Data] | None = None,
         *,
         resume: str | os.PathLike[str] | None = None,
     ) -> TrainState:
@@ -164,149 +202,69 @@ class Trainer:
 
         Args:
             train: Training data: an :class:`~lenet5.data.ImageSet` (fast path, resident on
-                the device) or any map-style dataset of ``(image, label)``.
-            val: Validation data, or ``None``. With ``None`` and ``config.val_split > 0``,
-                that many training examples are held out instead.
+                the device), a map-style dataset or list of ``(image, target)`` (batched
+                and shuffled by the trainer), or a DataLoader or IterableDataset (used as
+                given). Targets are class indices or probability vectors.
+            val: Validation data in any of those forms, a dict of name to data (metrics
+                ``val_<name>_loss`` / ``val_<name>_accuracy``, and ``val_loss`` /
+                ``val_accuracy`` of the first), or ``None``. With ``None`` and
+                ``config.val_split > 0``, that many training examples are held out instead.
             resume: A checkpoint folder (or a folder of checkpoints, or a run folder) to
                 continue from; the run then ends as if it had never stopped.
 
         Returns:
             The final :class:`~lenet5.training.state.TrainState` (metrics, history...).
+
+        Raises:
+            DataError: For data of a form it cannot use, or empty data.
+            DeviceError: For a precision or device the machine cannot run.
         """
         ddp = resolve_strategy(self.config.strategy) == "ddp"
-        state = self._new_state(train, val)
+        self.fits += 1
+        state = new_state(self, train, val, resume)
         if ddp:
             state.rank, state.world_size, state.local_rank = launch_ranks()
         self._bind_hooks(state.rank)
         self.state = state
+        channels_last = False
         try:
             self._call("on_fit_start", state)
             if ddp:
                 state.process_group = ProcessGroup.join(state.device.type, self.config.dist_timeout)
-            step = self._set_up(state, train, resume)
-            self._loop(state, step)
-            self._call("on_fit_end", state)
-            if state.ema is not None:
-                # The averaged weights are the result; the raw ones stay in checkpoints.
-                state.model.load_state_dict(state.ema.module.state_dict())
-            state.process_group.barrier()  # no process leaves while another still needs it
+            channels_last = prepare_model(state)
+            self._run(state, build_step(state, train, self.loss_fn, self._hooks), resume)
         except BaseException as exc:
             failure = self._fail(state, exc)
             if failure is exc:
                 raise
             raise failure from exc
         finally:
-            state.model.to(memory_format=torch.contiguous_format)
+            state._locked = False
+            if channels_last:
+                state.model.to(memory_format=torch.contiguous_format)
             state.process_group.leave()
         return state
 
-    def _new_state(
-        self, train: ImageSet | Dataset[Any], val: ImageSet | Dataset[Any] | None
-    ) -> TrainState:
-        """The fit's state, with the training and validation data (and a held-out split)."""
-        config = self.config
-        train_set = as_image_set(train)
-        val_set = as_image_set(val) if val is not None else None
-        if val is None and config.val_split:
-            if train_set is None:
-                raise DataError("val_split needs ImageSet training data; pass val= instead")
-            train_set, val_set = train_set.split(config.val_split, seed=config.seed or 0)
-        if train_set is not None and len(train_set) == 0:
-            raise DataError("the training data is empty")
-        state = TrainState(
-            trainer=self,
-            model=self.model,
-            config=config,
-            device=torch.device("cpu"),
-            train_data=train_set,
-            val_data=val_set if val_set is not None else val,  # type: ignore[arg-type]
-        )
-        if train_set is not None:
-            state.norm = (train_set.mean, train_set.std)
-        return state
-
-    def _set_up(
-        self,
-        state: TrainState,
-        train: ImageSet | Dataset[Any],
-        resume: str | os.PathLike[str] | None,
-    ) -> TrainStep:
-        """Everything after ``on_fit_start`` (which placed the model) and before the loop."""
-        self._feed(state, train)
-        if self.config.engine == "fast" and state.device.type == "cpu":
-            # oneDNN's convolutions are about 30% faster on LeNet-5's small feature maps
-            # in NHWC; the model goes back to the default layout when fit ends.
-            state.model.to(memory_format=torch.channels_last)
-        step = self._build_step(state)
-        state.batch_in_epoch = state.steps_per_epoch  # "epoch 0" is complete
+    def _run(
+        self, state: TrainState, step: TrainStep, resume: str | os.PathLike[str] | None
+    ) -> None:
+        """Restore (when resuming), train the epochs, end the fit."""
         if resume is not None:
             # stacklevel: a warning about a damaged checkpoint passed over names fit's caller.
             CheckpointConnector(state).restore(resume, stacklevel=4)
-        # After the restore: an unseeded run's generator seed comes back from the checkpoint.
+        # After the restore: an unseeded run's generator seed comes back from it.
         state.augment_seed = state.generator.initial_seed()
         state.model.train()
-        return step
-
-    def _feed(self, state: TrainState, train: ImageSet | Dataset[Any]) -> None:
-        """Count the training data; put it in a DataLoader unless it stays resident."""
-        config = self.config
-        resident = state.train_data if isinstance(state.train_data, ImageSet) else None
-        state.train_size = len(cast("Sized", resident if resident is not None else train))
-        if state.train_data is None or config.engine == "plain":
-            dataset = (
-                resident.to("cpu").as_dataset()
-                if resident is not None
-                else cast("Dataset[Any]", train)
-            )
-            sampler = ShardedBatchSampler(
-                state.train_size, config.batch_size, state.rank, state.world_size, state.generator
-            )
-            state.train_data = DataLoader(
-                dataset,
-                batch_sampler=sampler,
-                collate_fn=collate,
-                pin_memory=state.device.type == "cuda",
-                # Its own generator for the workers' seeds, drawn at every epoch's start:
-                # otherwise that draw comes from torch's global one, and a run resumed
-                # mid-epoch (which starts its epoch again) would be one draw off.
-                generator=torch.Generator(),
-            )
-        state.steps_per_epoch = steps_per_epoch(
-            state.train_size, config.batch_size, state.world_size
-        )
-        if state.steps_per_epoch == 0:
-            raise DataError(
-                f"{state.train_size} training examples cannot feed {state.world_size} "
-                "processes; use more data or fewer processes"
-            )
-
-    def _build_step(self, state: TrainState) -> TrainStep:
-        """The optimizer, schedule, augmentation and EMA the config names, and the step."""
-        config = self.config
-        state.optimizer = build_optimizer(config, state.model, state.device)
-        state.scheduler = build_scheduler(
-            config, state.optimizer, state.steps_per_epoch * config.epochs
-        )
-        state.augment = parse_augment(config.augment)
-        state.ema = None
-        if config.ema_decay:
-            state.ema = AveragedModel(
-                state.model,
-                multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),  # type: ignore[no-untyped-call]
-                use_buffers=True,
-            )
-        return TrainStep(
-            wrap_ddp(state.model, state.device) if state.world_size > 1 else state.model,
-            state.optimizer,
-            nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
-            state.scheduler,
-            ema=state.ema,
-            world_size=state.world_size,
-        )
+        state._locked = True
+        self._loop(state, step)
+        self._call("on_fit_end", state)
+        if state.ema is not None:
+            # The averaged weights are the result; the raw ones stay in checkpoints.
+            state.model.load_state_dict(state.ema.module.state_dict())
+        state.process_group.barrier()  # no process leaves while another still needs it
 
     def _loop(self, state: TrainState, step: TrainStep) -> None:
         """The epochs, from the first one not yet done, with the hooks around each."""
-        assert state.optimizer is not None
         first = state.epoch + 1 if state.epoch_complete else state.epoch
         for epoch in range(first, self.config.epochs + 1):
             if state.epoch_complete or epoch != first:
@@ -315,12 +273,12 @@ class Trainer:
             state.validate = False
             state.metrics = {}
             self._call("on_epoch_start", state)
-            run_epoch(state, step, self._hooks["on_batch_start"], self._hooks["on_batch_end"])
+            run_epoch(state, step, self._hooks)
             if not state.epoch_complete:
                 break  # stopped mid-epoch: no validation, no on_epoch_end
             state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
-            if state.validate and state.val_data is not None:
-                state.metrics["val_loss"], state.metrics["val_accuracy"] = validate(state)
+            if state.validate and state.val_sets:
+                state.metrics.update(validate(state))
                 self._call("on_validation_end", state)
             state.history.append(state.metrics)
             self._call("on_epoch_end", state)
@@ -338,16 +296,24 @@ class Trainer:
                 warnings.warn(f"{fn!r} failed in on_exception: {hook_exc}", stacklevel=3)
         return failure
 
-    # ------------------------------------------------------------- evaluate
+    # ------------------------------------------------- evaluate and predict
 
-    def evaluate(
-        self, data: ImageSet | Dataset[Any], *, batch_size: int | None = None
-    ) -> EvalResult:
+    def _norm(self) -> tuple[float, float] | None:
+        """``(mean, std)`` for uint8 data without its own: the config's, else the latest
+        fit's unless that one was a guess (``None``: MNIST's, with a warning)."""
+        config = self.config
+        if config.mean is not None and config.std is not None:
+            return config.mean, config.std
+        if self.state is not None and not self.state._norm_guessed:
+            return self.state.norm
+        return None
+
+    def evaluate(self, data: Data, *, batch_size: int | None = None) -> EvalResult:
         """Evaluate the model: mean loss, accuracy and confusion matrix (see
         :func:`lenet5.inference.evaluate`).
 
         Args:
-            data: An :class:`~lenet5.data.ImageSet` or a dataset of ``(image, label)``.
+            data: Labelled data in any form :meth:`fit` takes.
             batch_size: Examples per forward pass (``config.eval_batch_size`` by default).
 
         Returns:
@@ -355,11 +321,38 @@ class Trainer:
         """
         return evaluate(
             self.model,
-            data,
+            self._configured(data),
             batch_size=batch_size or self.config.eval_batch_size,
-            # Plain datasets of uint8 images are normalised as the latest fit's data was.
-            norm=self.state.norm if self.state is not None else None,
+            norm=self._norm(),
         )
+
+    def predict(self, data: Data | torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+        """The model's logits for every image of ``data``: ``(N, C)`` on the CPU, in order.
+
+        Args:
+            data: Any form :meth:`fit` takes (labels are not needed: a dataset's items may
+                be images alone), or a ``uint8`` / float image tensor ``(N, H, W)`` or
+                ``(N, 1, H, W)``. ``uint8`` images are normalised as :meth:`evaluate` does;
+                float ones are used as they are.
+            batch_size: Images per forward pass (``config.eval_batch_size`` by default).
+
+        Returns:
+            A float32 tensor of logits (``.argmax(1)`` gives the classes,
+            ``.softmax(1)`` the probabilities).
+        """
+        return predict_logits(
+            self.model,
+            self._configured(data),
+            batch_size=batch_size or self.config.eval_batch_size,
+            norm=self._norm(),
+        )
+
+    def _configured(self, data: Any) -> Any:
+        """An ImageSet with the config's ``mean``/``std`` in place of its own, when set."""
+        config = self.config
+        if isinstance(data, ImageSet) and config.mean is not None and config.std is not None:
+            return dataclasses.replace(data, mean=config.mean, std=config.std)
+        return data
 
 
 def _ordered(user: list[Callback], add_defaults: bool) -> list[Callback]:

@@ -9,7 +9,8 @@ them.
 Import everything from here (``lenet5.training.callbacks.X``, or the everyday names from
 :mod:`lenet5`). The private submodules that define them only keep each file small:
 ``_base`` (the API), ``_setup`` (seeding, device, timing, validation schedule), ``_logging``
-(console, progress bar, CSV) and ``_control`` (checkpoints, early stopping).
+(console, progress bar, CSV), ``_tensorboard`` (TensorBoard event files) and ``_control``
+(checkpoints, early stopping).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ._base import Callback, CallbackError, UnknownCallbackError, check_callback
 from ._control import Checkpoint, EarlyStopping
 from ._logging import ConsoleLogger, CSVLogger, ProgressBar
 from ._setup import DevicePlacement, PeriodicValidation, Seeding, Timer
+from ._tensorboard import TensorBoardLogger
 
 __all__ = [
     "HOOKS",
@@ -32,6 +34,7 @@ __all__ = [
     "PeriodicValidation",
     "ProgressBar",
     "Seeding",
+    "TensorBoardLogger",
     "Timer",
     "UnknownCallbackError",
     "check_callback",

@@ -49,13 +49,31 @@ class Callback:
         """Called at the start of every epoch (``state.epoch`` is already the new epoch)."""
 
     def on_batch_start(self, state: TrainState) -> None:
-        """Called before every optimisation step."""
+        """Called before every batch's forward pass, with ``state.inputs`` (the model's
+        input, normalised and augmented) and ``state.targets`` (class indices or
+        probabilities) set: replace them here to change what the step trains on (mixup,
+        soft targets from a teacher)."""
+
+    def on_before_backward(self, state: TrainState) -> None:
+        """Called after the forward pass and the loss, before the backward pass:
+        ``state.logits`` is the model's output and ``state.loss`` the loss; replace
+        ``state.loss`` (a scalar tensor with a graph) to change what is back-propagated (an
+        auxiliary loss). Under ``precision="*-mixed"`` this runs outside autocast."""
+
+    def on_before_optimizer_step(self, state: TrainState) -> None:
+        """Called once per optimizer step (every ``accumulate_grad_batches`` batches), with
+        the summed gradients in ``p.grad``, unscaled under ``"16-mixed"``, before
+        ``grad_clip_norm`` clips them: clip or inspect them here."""
 
     def on_batch_end(self, state: TrainState) -> None:
-        """Called after every optimisation step (``state.batch_loss`` is that step's loss)."""
+        """Called after every batch (``state.batch_loss`` is its loss; ``global_step`` has
+        moved on if the batch ended an accumulation group)."""
 
     def on_validation_end(self, state: TrainState) -> None:
-        """Called after validation, with ``val_loss`` and ``val_accuracy`` in ``state.metrics``."""
+        """Called after every validation, with ``val_loss`` and ``val_accuracy`` (and
+        ``val_<name>_*`` for named sets) in ``state.metrics``: at the end of the epochs
+        ``val_every`` names, and between batches every ``val_every_steps`` steps
+        (``state.epoch_complete`` tells which)."""
 
     def on_epoch_end(self, state: TrainState) -> None:
         """Called at the end of every epoch, after validation if there was one."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..._io import remove_leftovers
-from ..checkpoint import CheckpointConnector
+from ..._io import CHECKPOINTS_DIR, remove_leftovers
+from ..checkpoint import CheckpointConnector, find_checkpoints
 from ..state import TrainState
 from ._base import Callback
 
@@ -27,6 +29,17 @@ class Checkpoint(Callback):
     ``Trainer.fit(..., resume=dir)``. The format is
     :class:`~lenet5.training.checkpoint.CheckpointConnector`'s.
 
+    With ``monitor``, the checkpoint with the best value of that metric so far is also kept
+    as ``<dir>/best`` (saved after each validation that improves it, also those of
+    ``val_every_steps``); ``best_score`` and ``best_path`` say which, and they come back on
+    resume.
+
+    A fit never overwrites another run's checkpoints: when ``directory`` already holds
+    checkpoints and the fit does not resume from them (a second ``fit`` of the same
+    trainer, or a new run pointed at an old folder), it writes into the first free
+    ``<directory>-2``, ``<directory>-3``... instead, with a warning, and
+    :attr:`directory` says where.
+
     When a fit starts, the temporaries that a crashed save left in ``directory`` are
     removed: one writer per checkpoint folder (``lenet5 train`` holds a lock on its run
     folder). A run stopped with ``state.stop()`` is saved when it ends unless its last
@@ -38,24 +51,86 @@ class Checkpoint(Callback):
         directory: Where checkpoints go.
         every: Epochs between checkpoints.
         keep: How many of the newest checkpoints to keep (``0`` keeps all).
+        monitor: A metric (``"val_accuracy"``, ``"val_loss"``, ``"val_<name>_accuracy"``)
+            whose best checkpoint is kept as ``best``; ``None``: none.
+        mode: ``"max"`` if larger ``monitor`` values are better, ``"min"`` if smaller.
+
+    Attributes:
+        directory: Where the current (or latest) fit writes.
+        last_path: The latest checkpoint written.
+        best_score: The best ``monitor`` value so far (``None`` before a validation).
+        best_path: ``<directory>/best`` once written.
     """
 
     order = 90
     rank_zero_only = True
 
-    def __init__(self, directory: str | os.PathLike[str], every: int = 1, keep: int = 2) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        every: int = 1,
+        keep: int = 2,
+        *,
+        monitor: str | None = None,
+        mode: str = "max",
+    ) -> None:
         if every < 1 or keep < 0:
             raise ValueError(f"Checkpoint needs every >= 1 and keep >= 0, got {every}, {keep}")
-        self.directory = Path(directory)
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self._base = Path(directory)
+        self.directory = self._base
         self.every = every
         self.keep = keep
+        self.monitor = monitor
+        self.mode = mode
         self.last_path: Path | None = None
+        self.best_score: float | None = None
+        self.best_path: Path | None = None
         self._saved_step: int | None = None
 
     def on_fit_start(self, state: TrainState) -> None:
         self._saved_step = None
-        if state.is_main_process and self.directory.is_dir():
+        if not state.is_main_process:
+            return
+        self.directory = self._directory_for(state)
+        if self.directory.is_dir():
             remove_leftovers(self.directory)
+        if state.resume_from is None:  # a new run: no best of an earlier one
+            self.best_score, self.best_path = None, None
+
+    def _directory_for(self, state: TrainState) -> Path:
+        """The base folder, unless it holds another run's checkpoints: then the first free
+        ``<base>-N``."""
+        base = self._base
+        if not find_checkpoints(base) or _resumes_from(state.resume_from, base):
+            return base
+        for n in itertools.count(2):
+            other = base.with_name(f"{base.name}-{n}")
+            if not find_checkpoints(other):
+                warnings.warn(
+                    f"{base} holds the checkpoints of another run, which this fit does not "
+                    f"resume from; writing this run's into {other} instead (resume=... to "
+                    "continue that run, or give Checkpoint another directory)",
+                    stacklevel=5,
+                )
+                return other
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def on_validation_end(self, state: TrainState) -> None:
+        if self.monitor is None or not state.is_main_process:
+            return
+        if self.monitor not in state.metrics:
+            raise KeyError(
+                f"Checkpoint monitors {self.monitor!r} but the metrics are {sorted(state.metrics)}"
+            )
+        value = state.metrics[self.monitor]
+        better = self.best_score is None or (
+            value > self.best_score if self.mode == "max" else value < self.best_score
+        )
+        if better:
+            self.best_score = value
+            self.best_path = CheckpointConnector(state).save(self.directory, name="best")
 
     def on_epoch_end(self, state: TrainState) -> None:
         if not state.is_main_process:
@@ -81,6 +156,24 @@ class Checkpoint(Callback):
         if self.keep:
             CheckpointConnector.prune(self.directory, self.keep, newest=self.last_path)
         return self.last_path
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.monitor is None:
+            return {}
+        return {"best_score": self.best_score}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = state.get("best_score")
+        if self.best_score is not None and (self.directory / "best").is_dir():
+            self.best_path = self.directory / "best"
+
+
+def _resumes_from(resume: Path | None, base: Path) -> bool:
+    """Whether ``resume`` names ``base``, a checkpoint in it, or the run folder around it."""
+    if resume is None:
+        return False
+    resume, base = resume.resolve(), base.resolve()
+    return resume == base or base in resume.parents or base == resume / CHECKPOINTS_DIR
 
 
 class EarlyStopping(Callback):
