@@ -63,14 +63,12 @@ class Spy(Callback):
         self.grads_present: list[bool] = []
 
     def on_batch_start(self, state: TrainState) -> None:
-        assert state.inputs is not None
-        assert state.targets is not None
-        assert state.logits is None
+        assert state.in_step
+        with pytest.raises(RuntimeError, match="from on_before_backward on"):
+            _ = state.logits
         self.calls.append("batch_start")
 
     def on_before_backward(self, state: TrainState) -> None:
-        assert state.logits is not None
-        assert state.loss is not None
         assert state.loss.requires_grad
         self.calls.append("before_backward")
 
@@ -85,6 +83,9 @@ class Spy(Callback):
 def test_step_hooks_see_the_batch_and_the_gradients(tiny_train: ImageSet) -> None:
     spy = Spy()
     state = quiet(epochs=1, callbacks=[spy]).fit(tiny_train)
+    assert not state.in_step
+    with pytest.raises(RuntimeError, match="exists during a training step"):
+        _ = state.inputs
     one = ["batch_start", "before_backward", "before_optimizer_step", "batch_end"]
     assert spy.calls == one * 2
     assert spy.grads_present == [True, True]
@@ -123,8 +124,6 @@ class Mixup(Callback):
     """Mixes each batch with itself reversed, as probabilities."""
 
     def on_batch_start(self, state: TrainState) -> None:
-        assert state.inputs is not None
-        assert state.targets is not None
         lam = 0.7
         state.inputs = lam * state.inputs + (1 - lam) * state.inputs.flip(0)
         targets = one_hot(state.targets)
@@ -152,7 +151,6 @@ def test_mixup_through_on_batch_start(tiny_train: ImageSet) -> None:
 def test_on_before_backward_replaces_the_loss(tiny_train: ImageSet) -> None:
     class Zero(Callback):
         def on_before_backward(self, state: TrainState) -> None:
-            assert state.loss is not None
             state.loss = state.loss * 0.0
 
     trainer = quiet(epochs=1, callbacks=[Zero()], optimizer="sgd", momentum=0.0)
@@ -236,7 +234,6 @@ def test_mixed_precision_on_the_cpu_is_deterministic(
 
     class Dtype(Callback):
         def on_before_backward(self, state: TrainState) -> None:
-            assert state.logits is not None
             dtypes.append(state.logits.dtype)
 
     runs = [quiet(epochs=1, precision=precision, seed=3) for _ in range(2)]
@@ -368,7 +365,6 @@ def test_mean_and_std_change_what_the_model_sees(tiny_train: ImageSet) -> None:
 
     class Inputs(Callback):
         def on_batch_start(self, state: TrainState) -> None:
-            assert state.inputs is not None
             seen.append(state.inputs)
 
     quiet(epochs=1, mean=0.0, std=1.0, batch_size=64, callbacks=[Inputs()]).fit(data)
@@ -382,7 +378,6 @@ def test_float_data_is_used_as_given(tiny_train: ImageSet) -> None:
 
     class Inputs(Callback):
         def on_batch_start(self, state: TrainState) -> None:
-            assert state.inputs is not None
             seen.append(state.inputs)
 
     with warnings.catch_warnings():
@@ -629,3 +624,25 @@ def test_trainer_is_generic_in_its_model() -> None:
     trainer = Trainer(LeNet5(), verbose=False)
     assert isinstance(trainer.model, LeNet5)
     assert Trainer[LeNet5] is not None  # subscriptable at run time too
+
+
+def test_lenet5_train_with_the_new_options(
+    run_cli: Any, small_mnist_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    out = tmp_path / "run"
+    done = run_cli(
+        "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", "1",
+        "--batch-size", "50", "--precision", "bf16-mixed", "--accumulate-grad-batches", "4",
+        "--grad-clip-norm", "1.0", "--val-every-steps", "5", "--val-every", "1",
+        python_flags=["-W", "ignore::UserWarning"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((out / "train_config.json").read_text())
+    config = settings.get("config", settings)
+    assert (config["precision"], config["accumulate_grad_batches"]) == ("bf16-mixed", 4)
+    assert config["grad_clip_norm"] == 1.0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header, row = rows[0].split(","), rows[1].split(",")
+    assert row[header.index("global_step")] == "10"  # 2,000 images / 50 = 40 batches, 4 a step

@@ -85,8 +85,6 @@ class TrainStep:
             share: This process's fraction of the global batch (DDP).
         """
         inputs, targets = state.inputs, state.targets
-        assert inputs is not None
-        assert targets is not None
         # Between optimizer steps DDP need not average the gradients: they are summed.
         no_sync = getattr(self.forward, "no_sync", None)
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()

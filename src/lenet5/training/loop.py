@@ -83,7 +83,7 @@ def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[H
     k, steps = state.config.accumulate_grad_batches, state.steps_per_epoch
     pending = 0  # batches of the current group whose gradients await the optimizer step
     for inputs, targets in batches(state, skip=state.batch_in_epoch):
-        state.inputs, state.targets, state.logits, state.loss = inputs, targets, None, None
+        state._inputs, state._targets, state._logits, state._loss = inputs, targets, None, None
         for fn in hooks["on_batch_start"]:
             fn(state)
         b = state.batch_in_epoch
@@ -95,7 +95,7 @@ def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[H
         state._batch_loss = loss
         loss_sum += loss
         correct_sum += correct
-        state._epoch_seen += int(state.targets.shape[0]) if state.targets is not None else 0
+        state._epoch_seen += int(state.targets.shape[0])
         state.batch_in_epoch += 1
         for fn in hooks["on_batch_end"]:
             fn(state)
@@ -105,6 +105,7 @@ def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[H
         state._exhausted = True
         if pending:  # data without a length ended inside a group: step on what it has
             step.optimizer_step(state, correction=k / pending)
+    state._inputs = state._targets = state._logits = state._loss = None  # between steps
     _epoch_metrics(state)
 
 
@@ -112,7 +113,6 @@ def _share(state: TrainState) -> float:
     """This process's fraction of the current global batch (1 without DDP)."""
     if state.world_size == 1:
         return 1.0
-    assert state.targets is not None
     bs = state.config.batch_size
     positions = global_batch(state.batch_in_epoch, state.train_size, bs, state.world_size)
     return float(state.targets.shape[0] / (positions.stop - positions.start))

@@ -28,9 +28,11 @@ class TrainState:
 
     The model and the optimizer are fixed for the whole fit: :attr:`model` and
     :attr:`optimizer` cannot be assigned once the fit has built its step (change the model's
-    weights or the optimizer's ``param_groups`` in place instead). The batch fields
+    weights or the optimizer's ``param_groups`` in place instead). The batch properties
     (:attr:`inputs`, :attr:`targets`, :attr:`logits`, :attr:`loss`) are how a callback
-    shapes a step: see :class:`~lenet5.Callback` for which hook may replace which.
+    shapes a step: see :class:`~lenet5.Callback` for which hook may replace which. They
+    and :attr:`optimizer` are typed non-optional, so hooks need no ``None`` checks; read
+    where they do not exist yet, they raise and say from which hook on they do.
 
     Attributes:
         trainer: The :class:`~lenet5.Trainer` running the fit.
@@ -48,13 +50,6 @@ class TrainState:
         val_sets: Every validation set by name (``{"val": data}`` when one was given
             without a name); its metrics are ``val_<name>_loss`` and ``val_<name>_accuracy``,
             and ``val_loss`` / ``val_accuracy`` are the first set's.
-        inputs: The current batch's model input ``(N, C, H, W)`` (normalised and augmented),
-            set before ``on_batch_start``; a callback may replace it there (mixup).
-        targets: The current batch's targets: class indices ``(N,)`` or probabilities
-            ``(N, C)``; a callback may replace them in ``on_batch_start``.
-        logits: The model's output for :attr:`inputs`, from ``on_before_backward`` on.
-        loss: The loss that is back-propagated, from ``on_before_backward`` on; a callback
-            may replace it there (an auxiliary loss) with a scalar tensor that has a graph.
         generator: The random number generator that shuffles (and augments) batches.
         epoch: The current epoch, counted from 1 (0 before the first epoch starts).
         global_step: Optimizer steps taken so far (with ``accumulate_grad_batches = k``, one
@@ -96,10 +91,10 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: torch.optim.swa_utils.AveragedModel | None = None
     scaler: torch.amp.GradScaler | None = None
-    inputs: torch.Tensor | None = field(default=None, repr=False)
-    targets: torch.Tensor | None = field(default=None, repr=False)
-    logits: torch.Tensor | None = field(default=None, repr=False)
-    loss: torch.Tensor | None = field(default=None, repr=False)
+    _inputs: torch.Tensor | None = field(default=None, repr=False)
+    _targets: torch.Tensor | None = field(default=None, repr=False)
+    _logits: torch.Tensor | None = field(default=None, repr=False)
+    _loss: torch.Tensor | None = field(default=None, repr=False)
     generator: torch.Generator = field(default_factory=torch.Generator)
     epoch: int = 0
     global_step: int = 0
@@ -160,6 +155,59 @@ class TrainState:
             "state.optimizer.param_groups in place",
         )
         self._optimizer = optimizer
+
+    # The batch of the current step. Typed non-optional, so that hooks need no checks: read
+    # outside the part of a step where it exists, each raises and says when it does.
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """The current batch's model input ``(N, C, H, W)``, normalised and augmented; set
+        before ``on_batch_start``, which may replace it (mixup)."""
+        return self._batch_field("_inputs", "inputs", "from on_batch_start on")
+
+    @inputs.setter
+    def inputs(self, value: torch.Tensor) -> None:
+        self._inputs = value
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The current batch's targets: class indices ``(N,)`` or probabilities ``(N, C)``;
+        ``on_batch_start`` may replace them (soft targets)."""
+        return self._batch_field("_targets", "targets", "from on_batch_start on")
+
+    @targets.setter
+    def targets(self, value: torch.Tensor) -> None:
+        self._targets = value
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The model's output for :attr:`inputs`, from ``on_before_backward`` on."""
+        return self._batch_field("_logits", "logits", "from on_before_backward on")
+
+    @logits.setter
+    def logits(self, value: torch.Tensor) -> None:
+        self._logits = value
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """The scalar loss that is back-propagated, from ``on_before_backward`` on, which
+        may replace it (an auxiliary loss) with a scalar tensor that has a graph."""
+        return self._batch_field("_loss", "loss", "from on_before_backward on")
+
+    @loss.setter
+    def loss(self, value: torch.Tensor) -> None:
+        self._loss = value
+
+    @property
+    def in_step(self) -> bool:
+        """Whether a batch is being trained on (its :attr:`inputs` and :attr:`targets` set)."""
+        return self._inputs is not None
+
+    def _batch_field(self, attr: str, name: str, when: str) -> torch.Tensor:
+        value: torch.Tensor | None = getattr(self, attr)
+        if value is None:
+            raise RuntimeError(f"state.{name} exists during a training step, {when}")
+        return value
 
     def _refuse_during_fit(self, name: str, instead: str) -> None:
         if self.__dict__.get("_locked", False):
