@@ -24,6 +24,7 @@ settings changed when it was resumed, in order, each ``{"setting", "before", "af
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -171,8 +172,11 @@ class RunFolder:
 
     @classmethod
     def default(cls, dataset: str, root: str | os.PathLike[str] = "runs") -> RunFolder:
-        """A new folder named after the dataset and the time: ``runs/mnist-20250101-120000``."""
-        return cls(Path(root) / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        """A new folder named after the dataset and the time: ``runs/mnist-20250101-120000``
+        (``...-120000-2`` and so on for runs started within the same second)."""
+        base = Path(root) / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        taken = (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))
+        return cls(next(p for p in itertools.chain([base], taken) if not p.exists()))
 
     @classmethod
     def find(cls, path: str | os.PathLike[str]) -> RunFolder:
