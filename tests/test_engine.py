@@ -23,7 +23,6 @@ class Steps(Callback):
 
     def on_epoch_start(self, state: TrainState) -> None:
         self.data_kind = type(state.train_data).__name__
-        assert state.optimizer is not None
         self.fused = state.optimizer.param_groups[0].get("fused")
 
     def on_batch_end(self, state: TrainState) -> None:

@@ -137,8 +137,19 @@ def test_mixup_through_on_batch_start(tiny_train: ImageSet) -> None:
         seen.append(targets)
         return F.cross_entropy(logits, targets)
 
-    state = quiet(epochs=1, loss_fn=loss_fn, callbacks=[Mixup()]).fit(tiny_train)
+    labels: list[torch.Tensor] = []
+
+    class Labels(Callback):
+        order = 10  # after Mixup
+
+        def on_batch_start(self, state: TrainState) -> None:
+            labels.append(state.labels)
+
+    trainer = quiet(epochs=1, loss_fn=loss_fn, callbacks=[Mixup(), Labels()])
+    state = trainer.fit(tiny_train)
     assert [t.shape for t in seen] == [torch.Size([32, 10])] * 2
+    # The data's labels stay there, whatever the targets became.
+    assert sorted(torch.cat(labels).tolist()) == sorted(tiny_train.labels.tolist())
     for t in seen:  # each row mixes two one-hot rows: 0.7 on one class (1.0 where they agree)
         top = t.max(dim=1).values
         assert bool(
@@ -186,6 +197,10 @@ def test_grad_clip_norm_clips_the_step(tiny_train: ImageSet) -> None:
     after = weights(trainer.model)
     moved = torch.cat([(after[k] - before[k]).flatten() for k in before])
     assert norms[0] > 0.01  # the hook sees the gradient before clipping
+    state = trainer.state
+    assert state is not None
+    assert state.grad_norm is not None
+    assert float(state.grad_norm) == pytest.approx(norms[0], rel=1e-5)  # kept, unclipped
     assert float(torch.linalg.vector_norm(moved)) == pytest.approx(0.5 * 0.01, rel=1e-4)
 
 

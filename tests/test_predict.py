@@ -155,7 +155,7 @@ def test_predict_cli_on_drawn_digits(tmp_path: Path) -> None:
         assert item["top_k"][0]["class"] == item["prediction"]
         assert 0 < item["probability"] <= 1
     correct = sum(item["prediction"] == expected[item["path"]] for item in results)
-    assert correct >= len(expected) - 1, results
+    assert correct == len(expected), results  # the pictures are drawn the same every time
     text = subprocess.run(
         [sys.executable, "-m", "lenet5", "predict", str(folder / "7-60.png")],
         capture_output=True,

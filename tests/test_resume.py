@@ -70,7 +70,6 @@ class Rates(Callback):
         self.seen: list[tuple[int, float, float]] = []
 
     def on_batch_start(self, state: TrainState) -> None:
-        assert state.optimizer is not None
         group = state.optimizer.param_groups[0]
         self.seen.append((state.global_step + 1, group["lr"], group["weight_decay"]))
 
@@ -128,7 +127,6 @@ def test_sgd_momentum_is_applied(tmp_path: Path, data: ImageSet) -> None:
     quiet(epochs=1, optimizer="sgd", callbacks=[Checkpoint(tmp_path)]).fit(data)
     trainer = quiet(epochs=2, optimizer="sgd", momentum=0.0)
     state = trainer.fit(data, resume=tmp_path)
-    assert state.optimizer is not None
     group = state.optimizer.param_groups[0]
     assert (group["momentum"], group["nesterov"]) == (0.0, False)
     assert state.overrides == [Override("epochs", 1, 2, 8), Override("momentum", 0.9, 0.0, 8)]

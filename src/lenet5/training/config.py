@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .._hints import did_you_mean
 from ..devices import is_device_spec
 from ._checks import ConfigError, check_norm, is_number, non_negative_int, one_of, positive_int
-from .recipes import RECIPES
+from .recipes import RECIPES as _RECIPES
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +64,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "onecycle")
 #: Training engines accepted by ``engine=``.
 ENGINES = ("fast", "plain")
+#: Named sets of settings (``lenet5 train --recipe NAME``, ``TrainConfig.from_recipe``), defined
+#: in :mod:`lenet5.training.recipes`; explicit options override them.
+RECIPES: dict[str, dict[str, Any]] = _RECIPES
 #: Process layouts accepted by ``strategy=`` (see :mod:`lenet5.training.distributed`).
 STRATEGIES = ("auto", "single", "ddp")
 #: Numeric precisions accepted by ``precision=``: float32, or autocast to bfloat16 / float16.

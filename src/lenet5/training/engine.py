@@ -84,7 +84,7 @@ class TrainStep:
             last: Whether this batch ends its group: then the optimizer steps.
             share: This process's fraction of the global batch (DDP).
         """
-        inputs, targets = state.inputs, state.targets
+        inputs, targets = state.inputs, state.targets  # as on_batch_start left them
         # Between optimizer steps DDP need not average the gradients: they are summed.
         no_sync = getattr(self.forward, "no_sync", None)
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
@@ -102,7 +102,10 @@ class TrainStep:
             scaled.backward()  # type: ignore[no-untyped-call]
         if last:
             self.optimizer_step(state)
-        hard = targets.argmax(dim=1) if targets.dim() == 2 else targets
+        # The data's labels, not targets a callback mixed or softened (the targets when the
+        # step is driven without a loop, which sets no labels).
+        labels = state._labels if state._labels is not None else targets
+        hard = labels.argmax(dim=1) if labels.dim() == 2 else labels
         correct = (state.logits.detach().argmax(dim=1) == hard).sum()
         reported = loss.detach().float()
         return (reported * share if self.world_size > 1 else reported), correct
@@ -129,7 +132,7 @@ class TrainStep:
         clip = state.config.grad_clip_norm
         if clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, clip)
+            state.grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

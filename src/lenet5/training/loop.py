@@ -83,7 +83,8 @@ def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[H
     k, steps = state.config.accumulate_grad_batches, state.steps_per_epoch
     pending = 0  # batches of the current group whose gradients await the optimizer step
     for inputs, targets in batches(state, skip=state.batch_in_epoch):
-        state._inputs, state._targets, state._logits, state._loss = inputs, targets, None, None
+        state._inputs, state._targets, state._labels = inputs, targets, targets
+        state._logits = state._loss = None
         for fn in hooks["on_batch_start"]:
             fn(state)
         b = state.batch_in_epoch
@@ -105,7 +106,7 @@ def run_epoch(state: TrainState, step: TrainStep, hooks: Mapping[str, Sequence[H
         state._exhausted = True
         if pending:  # data without a length ended inside a group: step on what it has
             step.optimizer_step(state, correction=k / pending)
-    state._inputs = state._targets = state._logits = state._loss = None  # between steps
+    state._inputs = state._targets = state._labels = state._logits = state._loss = None
     _epoch_metrics(state)
 
 

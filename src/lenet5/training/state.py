@@ -77,6 +77,8 @@ class TrainState:
         overrides: The settings changed on resume, each with the step it took effect at
             (:class:`~lenet5.training.checkpoint.Override`): those of earlier resumes, read
             from the checkpoint, then this fit's; empty for a run never resumed with changes.
+        grad_norm: The gradients' total 2-norm before clipping, as a device tensor, at the
+            latest optimizer step of a run with ``grad_clip_norm`` (``None`` without).
         fit_index: Which of its trainer's fits this is (1 for the first).
         resume_from: The ``resume=`` path of this fit, or ``None`` for a new run.
     """
@@ -95,6 +97,8 @@ class TrainState:
     _targets: torch.Tensor | None = field(default=None, repr=False)
     _logits: torch.Tensor | None = field(default=None, repr=False)
     _loss: torch.Tensor | None = field(default=None, repr=False)
+    _labels: torch.Tensor | None = field(default=None, repr=False)
+    grad_norm: torch.Tensor | None = field(default=None, repr=False)
     generator: torch.Generator = field(default_factory=torch.Generator)
     epoch: int = 0
     global_step: int = 0
@@ -178,6 +182,13 @@ class TrainState:
     @targets.setter
     def targets(self, value: torch.Tensor) -> None:
         self._targets = value
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """The current batch's targets as the data gave them, whatever a callback set as
+        :attr:`targets` (the true labels for a distillation loss); the training accuracy
+        counts against them."""
+        return self._batch_field("_labels", "labels", "from on_batch_start on")
 
     @property
     def logits(self) -> torch.Tensor:

@@ -182,6 +182,10 @@ def infer_config(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return config
 
 
+#: The largest ``num_classes`` or ``in_channels`` a ``config.json`` may ask for.
+MAX_CONSTRUCTOR_VALUE = 100_000
+
+
 def read_config(path: Path) -> dict[str, int]:
     """The constructor arguments of a ``config.json`` (other keys are ignored).
 
@@ -199,6 +203,13 @@ def read_config(path: Path) -> dict[str, int]:
     for key, value in arguments.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise WeightsError(f"{path}: {key} must be a positive integer, got {value!r}")
+        # A bound, as for every read: the record names each class, and a hostile file
+        # could otherwise make the loader spend minutes and gigabytes on 10**8 names.
+        if value > MAX_CONSTRUCTOR_VALUE:
+            raise WeightsError(
+                f"{path}: {key}={value} is more than lenet5 loads (at most "
+                f"{MAX_CONSTRUCTOR_VALUE:,}); the file is damaged or not a LeNet-5 config"
+            )
     return arguments
 
 
