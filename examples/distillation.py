@@ -1,8 +1,8 @@
 """Knowledge distillation (Hinton et al., 2015): a wider CNN teaches LeNet-5.
 
 A teacher four times as wide as LeNet-5 is trained briefly (or loaded from --out). The
-``Distillation`` callback runs it on ``state.inputs`` in ``on_batch_start`` and sets
-``state.targets`` to its probabilities at temperature T; its ``loss`` (the student's
+library's ``Distillation`` callback runs it on ``state.inputs`` in ``on_batch_start`` and
+sets ``state.targets`` to its probabilities at temperature T; its ``loss`` (the student's
 ``loss_fn``) mixes their KL divergence, times T^2, with the cross-entropy to the labels.
 
 Run it (the MNIST files in --data-dir, else in $LENET5_DATA_DIR):
@@ -16,11 +16,10 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lenet5 import Callback, Trainer, TrainState, load_mnist
+from lenet5 import Distillation, Trainer, load_mnist
 
 
 def wide_cnn() -> nn.Module:
@@ -28,29 +27,6 @@ def wide_cnn() -> nn.Module:
     layers = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
     layers += [nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
-
-
-class Distillation(Callback):
-    """Soft targets from a teacher (a callback), and the loss that learns from them."""
-
-    def __init__(self, teacher: nn.Module, temperature: float = 2.0, alpha: float = 0.9) -> None:
-        self.teacher, self.temperature, self.alpha = teacher.eval(), temperature, alpha
-        self.labels = torch.empty(0, dtype=torch.long)
-
-    def on_fit_start(self, state: TrainState) -> None:
-        self.teacher.to(state.device)  # runs after DevicePlacement (order -90) chose it
-
-    def on_batch_start(self, state: TrainState) -> None:
-        assert state.inputs is not None
-        assert state.targets is not None
-        self.labels = state.targets  # the true classes, for the cross-entropy term
-        with torch.no_grad():
-            state.targets = F.softmax(self.teacher(state.inputs) / self.temperature, dim=1)
-
-    def loss(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-        log_p = F.log_softmax(logits / self.temperature, dim=1)
-        kl = F.kl_div(log_p, soft_targets, reduction="batchmean") * self.temperature**2
-        return self.alpha * kl + (1 - self.alpha) * F.cross_entropy(logits, self.labels)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from helpers import StopAtBatch, quiet, same, weights
 from lenet5 import Callback, Checkpoint, ConfigError, LeNet5, TrainConfig, Trainer
 from lenet5.data import DataError, ImageSet, NormalizationWarning
-from lenet5.training.callbacks import HOOKS
 from lenet5.training.state import TrainState
 
 
@@ -38,21 +37,6 @@ class FlatView(nn.Module):
 
 
 # ------------------------------------------------------------------- the hooks
-
-
-def test_ten_hooks_in_the_order_they_run() -> None:
-    assert HOOKS == (
-        "on_fit_start",
-        "on_epoch_start",
-        "on_batch_start",
-        "on_before_backward",
-        "on_before_optimizer_step",
-        "on_batch_end",
-        "on_validation_end",
-        "on_epoch_end",
-        "on_fit_end",
-        "on_exception",
-    )
 
 
 class Spy(Callback):
@@ -661,3 +645,38 @@ def test_lenet5_train_with_the_new_options(
     rows = (out / "metrics.csv").read_text().splitlines()
     header, row = rows[0].split(","), rows[1].split(",")
     assert row[header.index("global_step")] == "10"  # 2,000 images / 50 = 40 batches, 4 a step
+
+
+# ---------------------------------------------------------------- distillation
+
+
+def test_distillation_teaches_through_loss_fn_and_soft_targets(
+    train_1k: ImageSet, test_1k: ImageSet
+) -> None:
+    from lenet5 import Distillation
+
+    teacher = LeNet5.from_pretrained("DEFAULT")
+    before = weights(teacher)
+    distil = Distillation(teacher, temperature=4.0, alpha=0.9)
+    seen: list[torch.Tensor] = []
+
+    class Seen(Callback):
+        order = 20  # after Distillation
+
+        def on_batch_start(self, state: TrainState) -> None:
+            seen.append(state.targets)
+
+    student = quiet(epochs=2, loss_fn=distil.loss, callbacks=[distil, Seen()])
+    student.fit(train_1k)
+    assert same(weights(teacher), before)  # never trained
+    assert all(t.shape == (32, 10) or t.shape == (8, 10) for t in seen)
+    torch.testing.assert_close(seen[0].sum(dim=1), torch.ones(32))
+    assert float(seen[0].max()) < 1.0  # softened at T = 4
+    plain = quiet(epochs=2).fit(train_1k)
+    # A strong teacher helps a student trained on 1,000 images for two epochs.
+    distilled = student.evaluate(test_1k).accuracy
+    assert distilled > plain.trainer.evaluate(test_1k).accuracy
+    with pytest.raises(ValueError, match="positive temperature"):
+        Distillation(teacher, temperature=0.0)
+    with pytest.raises(RuntimeError, match="same fit"):
+        Distillation(teacher).loss(torch.zeros(2, 10), torch.zeros(2, 10))

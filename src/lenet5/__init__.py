@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from .training.checkpoint import CheckpointError, ResumeError
     from .training.config import ConfigError, TrainConfig
+    from .training.distill import Distillation
     from .training.distributed import DistributedError
     from .training.state import TrainState
     from .training.trainer import Trainer
@@ -53,6 +54,7 @@ _HOMES = {
     "ConfigError": "training.config",
     "ConsoleLogger": "training.callbacks",
     "DataError": "data",
+    "Distillation": "training.distill",
     "NormalizationWarning": "data",
     "DeviceError": "devices",
     "DevicePlacement": "training.callbacks",
@@ -95,6 +97,7 @@ __all__ = [
     "DataError",
     "DeviceError",
     "DevicePlacement",
+    "Distillation",
     "DistributedError",
     "EarlyStopping",
     "EvalResult",
