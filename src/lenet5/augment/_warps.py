@@ -1,55 +1,15 @@
-"""Batched, on-device, seeded data augmentation for training.
-
-Each augmentation transforms a whole batch at once on the training device, with random
-parameters drawn from a :class:`torch.Generator`. The trainer derives that generator from the
-run's seed and the global step, so augmentation is reproducible and a resumed run draws
-exactly what an uninterrupted one would have.
-
-* :class:`RandomAffine`: small rotations, shifts, scaling and shear.
-* :class:`ElasticDistortion`: the elastic deformation of Simard, Steinkraus & Platt (2003):
-  a random displacement field, smoothed with a Gaussian and scaled.
-
-Both warp the sampling grid; :class:`Compose` chains them and resamples once, so images
-are interpolated a single time.
-"""
+"""The geometric augmentations: random affine warps and elastic distortions of the grid."""
 
 from __future__ import annotations
 
 import functools
 import math
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "Augmentation",
-    "Compose",
-    "ElasticDistortion",
-    "RandomAffine",
-    "parse_augment",
-]
-
-
-class Augmentation:
-    """Base class: a random warp of the sampling grid of a batch."""
-
-    def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Return a new sampling grid ``(N, H, W, 2)`` in [-1, 1] coordinates."""
-        raise NotImplementedError
-
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment a float batch ``(N, C, H, W)``; see :class:`Compose`."""
-        return Compose([self])(images, generator)
-
-
-def _uniform(
-    n: int, low: float, high: float, generator: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    # Drawn on the CPU from the CPU generator, so every device sees the same numbers.
-    return (torch.rand(n, generator=generator) * (high - low) + low).to(device)
+from ._base import Augmentation, _uniform
 
 
 @dataclass
@@ -153,80 +113,3 @@ def _blur_matrix(size: int, sigma: float, device: torch.device, dtype: torch.dty
     padded = F.pad(identity, (radius, radius), mode="reflect")
     rows = F.conv1d(padded, kernel.view(1, 1, -1)).squeeze(1)  # row j: blur of e_j
     return rows.T.contiguous().to(device=device, dtype=dtype)
-
-
-class Compose(Augmentation):
-    """Apply several warps in turn, then resample the images once (bilinear, zero padding).
-
-    Args:
-        augmentations: The warps, applied in order.
-    """
-
-    def __init__(self, augmentations: Sequence[Augmentation]) -> None:
-        self.augmentations = list(augmentations)
-
-    def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for augmentation in self.augmentations:
-            grid = augmentation.warp(grid, generator)
-        return grid
-
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment a float batch ``(N, C, H, W)`` of *unnormalised* images (background 0)."""
-        if not self.augmentations:
-            return images
-        n, c, h, w = images.shape
-        identity = torch.eye(2, 3, dtype=images.dtype, device=images.device).expand(n, 2, 3)
-        grid = F.affine_grid(identity, [n, c, h, w], align_corners=False)
-        grid = self.warp(grid, generator)
-        return F.grid_sample(
-            images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-
-    def __repr__(self) -> str:
-        return f"Compose({self.augmentations!r})"
-
-
-_SPEC = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$")
-_NAMES: dict[str, type[Augmentation]] = {"affine": RandomAffine, "elastic": ElasticDistortion}
-
-
-def parse_augment(spec: str | Augmentation | Sequence[Augmentation] | None) -> Compose | None:
-    """Build augmentation from a spec: ``"affine"``, ``"elastic"``, ``"affine,elastic"``, with
-    optional arguments such as ``"affine(degrees=15,translate=0.12),elastic(alpha=8,sigma=3)"``,
-    or from :class:`Augmentation` objects.
-
-    Raises:
-        ValueError: Naming the unknown augmentation or argument.
-    """
-    if spec is None or spec == "" or spec == "none":
-        return None
-    if isinstance(spec, Augmentation):
-        return spec if isinstance(spec, Compose) else Compose([spec])
-    if not isinstance(spec, str):
-        return Compose(list(spec))
-    parts: list[Augmentation] = []
-    for item in re.split(r",\s*(?![^()]*\))", spec):
-        match = _SPEC.match(item)
-        if not match or match.group(1) not in _NAMES:
-            raise ValueError(
-                f"unknown augmentation {item.strip()!r}; use {', '.join(_NAMES)}, e.g. "
-                "'affine(degrees=15),elastic(alpha=8,sigma=3)'"
-            )
-        cls = _NAMES[match.group(1)]
-        kwargs: dict[str, object] = {}
-        for arg in filter(None, (a.strip() for a in (match.group(2) or "").split(","))):
-            key, _, value = arg.partition("=")
-            key = key.strip()
-            if key not in cls.__dataclass_fields__:  # type: ignore[attr-defined]
-                raise ValueError(
-                    f"{match.group(1)} has no argument {key!r}; arguments: "
-                    f"{', '.join(cls.__dataclass_fields__)}"  # type: ignore[attr-defined]
-                )
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError(f"{match.group(1)}({arg}): {value!r} is not a number") from None
-            # "scale=0.1" means a factor in [0.9, 1.1].
-            kwargs[key] = (1 - number, 1 + number) if key == "scale" else number
-        parts.append(cls(**kwargs))
-    return Compose(parts)
