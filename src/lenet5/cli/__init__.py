@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _main(argv)
         except KeyboardInterrupt as exc:  # before the command started
+            if getattr(exc, "lenet5_debug", False):
+                raise  # --debug: the command said what happened; now the traceback
             message, code = interrupted(exc)
             print(f"\nlenet5: {message}", file=sys.stderr, flush=True)
             return code

@@ -141,10 +141,11 @@ def run_command(
             raise
         parser.exit(EXIT_USAGE, f"{name}: error: {one_line(str(exc))}\n")
     except KeyboardInterrupt as exc:
-        if args.debug:
-            raise
         message, code = interrupted(exc)
         print(f"\n{name}: {message}", file=sys.stderr, flush=True)
+        if args.debug:
+            exc.lenet5_debug = True  # type: ignore[attr-defined]  # main() lets it through
+            raise
         return code
     except Exception as exc:
         if args.debug:

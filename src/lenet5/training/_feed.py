@@ -57,6 +57,8 @@ def feed(state: TrainState, train: object) -> None:
             generator=torch.Generator(),
         )
     state.steps_per_epoch = steps_per_epoch(state.train_size, config.batch_size, state.world_size)
+    if state.train_size == 0:
+        raise DataError("the training data is empty")
     if state.steps_per_epoch == 0:
         raise DataError(
             f"{state.train_size} training examples cannot feed {state.world_size} "

@@ -89,8 +89,10 @@ class TrainConfig:
             ``(optimizer, total_steps) -> LRScheduler``; stepped after every batch.
         label_smoothing: Label smoothing of the cross-entropy loss.
         augment: Training-time augmentation, run in batches on the training device:
-            ``"affine"``, ``"elastic"``, ``"affine,elastic"``, with optional arguments such as
-            ``"affine(degrees=15,translate=0.1),elastic(alpha=8,sigma=3)"`` (see
+            ``"affine"``, ``"elastic"`` and the pixel corruptions ``"noise"``, ``"impulse"``,
+            ``"blur"``, ``"contrast"``, ``"brightness"``, ``"fog"``, ``"thickness"``,
+            ``"lines"``, ``"erase"``, comma-separated, with optional arguments such as
+            ``"affine(degrees=15,translate=0.1),noise(std=0.3)"`` (see
             :mod:`lenet5.augment`); ``None`` for none. Applies to ``uint8`` image data.
         ema_decay: Keep an exponential moving average of the weights with this decay per step
             (e.g. ``0.999``); validation uses it and the trained model ends with it. ``0``
@@ -160,8 +162,9 @@ class TrainConfig:
     augment: str | None = field(
         default=None,
         metadata={
-            "help": "on-device augmentation: affine, elastic or both, with optional arguments, "
-            "e.g. 'affine(degrees=15),elastic(alpha=8,sigma=3)'; none: no augmentation",
+            "help": "on-device augmentation: affine, elastic, noise, impulse, blur, contrast, "
+            "brightness, fog, thickness, lines, erase, comma-separated, with optional "
+            "arguments, e.g. 'affine(degrees=15),noise(std=0.3)'; none: no augmentation",
             "metavar": "SPEC",
         },
     )
