@@ -3,8 +3,9 @@
 ``precision="bf16-mixed"`` runs the forward pass and the loss under ``torch.autocast`` to
 bfloat16, while the weights, the gradients and the optimizer stay float32. Both runs start
 from the same seed; the script prints the test accuracy and the training time of each.
-On the CPU bfloat16 pays only where the processor has bfloat16 instructions (AVX-512 BF16,
-AMX); elsewhere it is slower, and on a GPU (``--device cuda``) it is the usual choice.
+On the CPU it need not be faster (on the project's 2-core test machine an epoch of 10,000
+images took 0.78-0.83 s in float32 and 0.88-0.97 s in bf16-mixed); on a GPU
+(``--device cuda``) it is the usual choice.
 
 Run it (the MNIST files in --data-dir, else in $LENET5_DATA_DIR):
 
