@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -35,3 +40,25 @@ class StopAtBatch(Callback):
     def on_batch_end(self, state: TrainState) -> None:
         if state.epoch == self.epoch and state.batch_in_epoch == self.batch:
             state.stop("stopped by the test")
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """``folder`` as a real tmpfs mounted with ``options`` (``"size=1m"``, ``"ro,size=64k"``),
+    unmounted afterwards; the test is skipped where mounting is not allowed (not root)."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            "cannot mount a small file system here (needs root and CAP_SYS_ADMIN): "
+            f"{mounted.stderr.strip() or mounted.returncode}"
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -35,6 +35,7 @@ from cli_helpers import (
     start,
     write_signal_plugin,
 )
+from helpers import tmpfs
 from lenet5 import ImageSet
 from lenet5.training.checkpoint import load_checkpoint
 from lenet5.weights import read_safetensors
@@ -454,30 +455,13 @@ def test_plot_without_matplotlib_fails_before_anything_is_written(
     assert not out.exists()
 
 
-def _mount_tmpfs(folder: Path, options: str) -> None:
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(
-            f"cannot mount a small file system here (needs root and CAP_SYS_ADMIN): "
-            f"{mounted.stderr.strip() or mounted.returncode}"
-        )
-
-
 @pytest.fixture
 def small_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs: room for one checkpoint of LeNet-5 (about 560 kB), not for two."""
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("mounting a small file system needs root and the mount command")
-    folder = tmp_path / "small-fs"
-    _mount_tmpfs(folder, "size=1m")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    with tmpfs(tmp_path / "small-fs", "size=1m") as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -491,9 +475,8 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o700)
         return
-    _mount_tmpfs(folder, "ro,size=64k")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    with tmpfs(folder, "ro,size=64k"):
+        yield folder
 
 
 def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tmpfs
 from lenet5._io import (
     WriteError,
     atomic_file,
@@ -23,20 +24,8 @@ from lenet5._io import (
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a real 64 KiB filesystem (tmpfs), where writes run out of space."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "size=64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_write_replaces_the_file_whole(tmp_path: Path) -> None:

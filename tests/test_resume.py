@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 from torchvision import transforms
 
-from lenet5 import Callback, ImageSet, TrainConfig, Trainer, TrainState
+from helpers import quiet, same, tmpfs, weights
+from lenet5 import Callback, ImageSet, TrainConfig, TrainState
 from lenet5._io import WriteError
 from lenet5.data import MNIST_MEAN, MNIST_STD
 from lenet5.training import Checkpoint
@@ -33,19 +33,6 @@ from lenet5.training.checkpoint import (
     load_checkpoint,
     resume_overrides,
 )
-
-
-def quiet(model: nn.Module | None = None, **kwargs: Any) -> Trainer:
-    """A CPU trainer that prints nothing."""
-    return Trainer(model, **{"verbose": False, "device": "cpu", **kwargs})
-
-
-def weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def no_temp_files(folder: Path) -> list[Path]:
@@ -509,20 +496,8 @@ def test_leftovers_of_a_crashed_save_are_removed_when_a_fit_starts(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB filesystem (tmpfs): room for one checkpoint of LeNet-5 and Adam, not two."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "size=1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_full_disk_names_the_checkpoint_and_keeps_the_last_one(

@@ -108,9 +108,8 @@ def _set_name(name: object) -> str:
 
 
 def prepare_model(state: TrainState) -> bool:
-    """Check the precision on the device; put the model in channels-last where that is
-    known to be safe and faster. Returns whether it did."""
-    Precision(state.config.precision, state.device)  # fails early, before any work
+    """Put the model in channels-last where that is known to be safe and faster; returns
+    whether it did."""
     config = state.config
     if config.engine == "fast" and state.device.type == "cpu" and type(state.model) is LeNet5:
         # oneDNN's convolutions are about 30% faster on LeNet-5's small feature maps in
@@ -134,6 +133,7 @@ def build_step(
             "label_smoothing shapes the built-in cross-entropy, and loss_fn= replaces it; "
             "smooth the targets in loss_fn, or leave loss_fn out"
         )
+    precision = Precision(config.precision, state.device)  # refused before any other work
     feed(state, train)
     groups = math.ceil(state.steps_per_epoch / config.accumulate_grad_batches)
     state.optimizer = build_optimizer(config, state.model, state.device)
@@ -146,7 +146,6 @@ def build_step(
             multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),  # type: ignore[no-untyped-call]
             use_buffers=True,
         )
-    precision = Precision(config.precision, state.device)
     state.scaler = precision.new_scaler()
     forward: nn.Module = state.trainer.model  # a model compiled by the user stays compiled
     if state.world_size > 1:
