@@ -66,6 +66,7 @@ REQUIRED_META = {
     "test_accuracy",
     "recipe",
     "seed_accuracies",
+    "corruption_accuracy",
     "torch_version",
     "notes",
     "in_channels",
@@ -83,6 +84,7 @@ def test_meta_holds_the_facts_and_the_attributes_read_it(name: str) -> None:
     assert entry.test_accuracy == meta["test_accuracy"]
     assert entry.recipe == meta["recipe"]
     assert entry.seed_accuracies == meta["seed_accuracies"]
+    assert entry.corruption_accuracy == meta["corruption_accuracy"]
     assert entry.config() == {"num_classes": len(meta["classes"]), "in_channels": 1}
     assert entry.path.stat().st_size == meta["file_size"]
     info = DATASETS[meta["dataset"]]

@@ -29,6 +29,7 @@ REGISTRY: dict[str, Weights] = {
         meta=_cfg(
             file_size=179248,
             test_accuracy=99.07,
+            corruption_accuracy=83.13,
             recipe=(
                 "lenet5 train --data-dir ../shared/data/mnist --epochs 30 --scheduler cosine "
                 "--val-split 5000 --val-every 5 --seed 0 --out runs/mnist-v1"
@@ -48,6 +49,7 @@ REGISTRY: dict[str, Weights] = {
         meta=_cfg(
             file_size=179352,
             test_accuracy=99.37,
+            corruption_accuracy=79.93,
             recipe=(
                 "lenet5 train --data-dir ../shared/data/mnist --recipe mnist-v2 --seed 0 "
                 "--val-every 0 --out runs/mnist-v2"
@@ -70,6 +72,7 @@ REGISTRY: dict[str, Weights] = {
         meta=_cfg(
             file_size=179568,
             test_accuracy=99.36,
+            corruption_accuracy=79.21,
             recipe=(
                 "lenet5 train --data-dir ../shared/data/mnist --recipe mnist-v3 --seed 0 "
                 "--out runs/mnist-v3"
@@ -96,6 +99,7 @@ REGISTRY: dict[str, Weights] = {
             dataset="fashion-mnist",
             file_size=179240,
             test_accuracy=88.45,
+            corruption_accuracy=67.25,
             recipe=(
                 "lenet5 train --data-dir ../shared/data/fashion-mnist --dataset fashion-mnist "
                 "--recipe mnist-v2 --seed 0 --val-every 0 --out runs/fashion-v1"

@@ -42,6 +42,9 @@ class WeightsMeta(TypedDict):
             ``lenet5 evaluate --weights NAME`` (``None`` when not known).
         seed_accuracies: Test accuracy (percent) of the same recipe run with seeds 0, 1, 2...;
             these weights are the seed-0 run. Empty when only one run was made.
+        corruption_accuracy: Mean accuracy in percent over the fixed corruptions of the test
+            images (:data:`lenet5.corruptions.CORRUPTIONS`, seed 0), measured with
+            ``benchmarks/robustness.py`` (``None`` when not measured).
         recipe: The exact command that trained them (``None`` when not known).
         torch_version: The torch version they were trained with (``None`` when not known).
         notes: How the recipe was chosen and anything else worth knowing.
@@ -56,6 +59,7 @@ class WeightsMeta(TypedDict):
     file_size: int
     test_accuracy: float | None
     seed_accuracies: tuple[float, ...]
+    corruption_accuracy: float | None
     recipe: str | None
     torch_version: str | None
     notes: str
@@ -69,6 +73,7 @@ def weights_meta(
     recipe: str | None = None,
     notes: str = "",
     seed_accuracies: tuple[float, ...] = (),
+    corruption_accuracy: float | None = None,
     torch_version: str | None = None,
     classes: tuple[str, ...] | None = None,
     mean: float | None = None,
@@ -100,6 +105,7 @@ def weights_meta(
         file_size=file_size,
         test_accuracy=test_accuracy,
         seed_accuracies=tuple(seed_accuracies),
+        corruption_accuracy=corruption_accuracy,
         recipe=recipe,
         torch_version=torch_version,
         notes=notes,
@@ -179,6 +185,11 @@ class Weights:
     def seed_accuracies(self) -> tuple[float, ...]:
         """Test accuracy of the recipe with seeds 0, 1, 2... (empty for a single run)."""
         return self.meta["seed_accuracies"]
+
+    @property
+    def corruption_accuracy(self) -> float | None:
+        """Mean accuracy over the test set's fixed corruptions (``None`` if not measured)."""
+        return self.meta["corruption_accuracy"]
 
     @property
     def recipe(self) -> str | None:
