@@ -28,12 +28,17 @@ release = lenet5.__version__
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
     "lenet5_layers",
+    "lenet5_zoo",
+    "lenet5_demo",
+    "lenet5_pagecheck",
 ]
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "gallery/*.ipynb", "gallery/*.py"]
 nitpicky = False
 default_role = "code"
 
@@ -47,6 +52,8 @@ autodoc_default_options = {
     "show-inheritance": True,
 }
 autodoc_preserve_defaults = True
+# The API index lists the modules with their summaries; their pages are written by hand.
+autosummary_generate = False
 
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -58,4 +65,50 @@ napoleon_use_rtype = False
 
 html_theme = "furo"
 html_title = f"lenet5 {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["css/lenet5.css"]
+
+# -- Gallery (sphinx-gallery) ------------------------------------------------------------
+# examples/ becomes the gallery, docs/gallery/ (generated, not in git): a page per script,
+# with what it prints and the figures it draws. sphinx-gallery runs every script during the
+# build, in this process, with the flags of examples/_gallery.py (a short run on a few
+# hundred images; --out in a temporary folder, so nothing is written into the source tree),
+# and a script that fails fails the build. LENET5_DOCS_RUN_EXAMPLES=0 builds the pages
+# without running them (tests/built_docs.py does, since tests/test_examples.py runs the
+# scripts).
+import os  # noqa: E402
+
+_REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(_REPO / "examples"))  # examples/_gallery.py, named below
+
+# The scripts read the MNIST files from LENET5_DATA_DIR, and each runs in its own folder
+# (sphinx-gallery changes into it): a relative path, as CI sets (../shared/data/mnist), is
+# made absolute here, against the folder sphinx-build started in, else the repository root.
+if os.environ.get("LENET5_DATA_DIR"):
+    _data = Path(os.environ["LENET5_DATA_DIR"]).expanduser()
+    if not _data.is_absolute():
+        _data = next((p for p in (Path.cwd() / _data, _REPO / _data) if p.is_dir()), _data)
+    os.environ["LENET5_DATA_DIR"] = str(_data.resolve())
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "gallery",
+    "subsection_order": ["../examples/inference", "../examples/research"],
+    # Callables are named by import path (Sphinx caches the configuration by pickling it).
+    "within_subsection_order": "_gallery.order",
+    "reset_argv": "_gallery.reset_argv",
+    "filename_pattern": r"\.py$",  # run every example ...
+    "ignore_pattern": r"^_",  # ... but not the helper examples/_gallery.py
+    "plot_gallery": os.environ.get("LENET5_DOCS_RUN_EXAMPLES", "1") != "0",
+    "image_scrapers": ("matplotlib",),
+    "only_warn_on_example_error": False,  # a failing example fails the build
+    "abort_on_example_error": False,  # after running the others, to report them all
+    "remove_config_comments": True,
+    "capture_repr": (),  # the pages show what the scripts print, not stray return values
+    "show_memory": False,
+    "show_signature": False,
+    "download_all_examples": False,
+    # No notebooks: the scripts read their flags with argparse, which a notebook cannot.
+    "notebook_extensions": set(),
+    "min_reported_time": 1,
+}

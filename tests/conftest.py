@@ -194,3 +194,12 @@ def restore_determinism() -> Iterator[None]:
         os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
     else:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
+@pytest.fixture(scope="session")
+def built_docs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The HTML documentation, built once per session (see tests/built_docs.py)."""
+    from built_docs import build_docs
+
+    base = tmp_path_factory.getbasetemp()
+    return build_docs(base if worker_id == "master" else base.parent)
