@@ -31,6 +31,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    # CHANGELOG.md is Markdown; the Changelog page includes it through MyST.
+    "myst_parser",
     "sphinx_gallery.gen_gallery",
     "lenet5_layers",
     "lenet5_zoo",
@@ -41,6 +43,12 @@ extensions = [
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "gallery/*.ipynb", "gallery/*.py"]
 nitpicky = False
 default_role = "code"
+# Blocks without a language are text (output, trees, diagrams), not Python.
+highlight_language = "text"
+# The Changelog page is the one Markdown file; the docs' own pages are reST.
+source_suffix = {".rst": "restructuredtext"}
+# The Changelog page's title is its reST heading; the included Markdown starts at "##".
+suppress_warnings = ["myst.header"]
 
 # -- autodoc / napoleon ------------------------------------------------------------------
 
@@ -106,6 +114,8 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "capture_repr": (),  # the pages show what the scripts print, not stray return values
     "show_memory": False,
+    # No execution-time pages: a table of seconds is not documentation.
+    "write_computation_times": False,
     "show_signature": False,
     "download_all_examples": False,
     # No notebooks: the scripts read their flags with argparse, which a notebook cannot.

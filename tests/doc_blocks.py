@@ -611,7 +611,8 @@ class PageRun:
         if interrupt:
             assert process.stdout is not None
             first = process.stdout.readline()
-            time.sleep(1.0)
+            _wait_for_run_folder(text)
+            time.sleep(2.0)  # into the first batches: the checkpoint has a place to save
             os.killpg(process.pid, signal.SIGINT)
         try:
             output, _ = process.communicate(timeout=600)
@@ -620,6 +621,22 @@ class PageRun:
             process.communicate()
             return None, ""
         return process.returncode, first + output
+
+
+def _wait_for_run_folder(command: str, timeout: float = 120.0) -> None:
+    """Wait until a ``lenet5 train --out DIR`` run has written ``DIR/train_config.json``.
+
+    The settings are written before training starts, so the Ctrl-C that follows finds a run
+    folder to resume from however loaded the machine is (a fixed pause did not: on a busy
+    machine the interrupt could come before the folder existed).
+    """
+    match = re.search(r"--out[ =](\S+)", command)
+    if match is None:
+        return
+    settings = Path(match.group(1)) / "train_config.json"
+    deadline = time.monotonic() + timeout
+    while not settings.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _no_data_lines(text: str) -> str:

@@ -10,6 +10,7 @@ the docs build.
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ def _summary(module: str) -> str:
     base = ROOT / "src" / Path(*module.split("."))
     path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    return doc.splitlines()[0].rstrip(".") if doc else ""
+    line = doc.splitlines()[0].rstrip(".") if doc else ""
+    # The picture is plain text: roles and literals become their words.
+    line = re.sub(r":[\w:]+:`~?([^`<]*?)(?: <[^>]+>)?`", r"\1", line)
+    return line.replace("``", "")
 
 
 def _layer_of(module: str, layers: list[list[str]]) -> int | None:
