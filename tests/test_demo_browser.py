@@ -31,7 +31,9 @@ from lenet5.data import ImageSet
 from lenet5.predict import Predictor
 from lenet5.preprocess import ImageError, to_mnist
 
-# One browser for the module: with ``pytest -n N --dist loadgroup`` these tests share a worker.
+# One browser for the module: with ``pytest -n N --dist loadgroup`` these tests share a
+# worker, and the fixtures are session-scoped because that worker may run other modules'
+# tests in between (module-scoped ones were torn down and Chromium started again each time).
 pytestmark = pytest.mark.xdist_group("demo_browser")
 
 TOLERANCE = 1e-4
@@ -75,7 +77,7 @@ return root.dataset.state === "idle" && root.dataset.drawn === root.dataset.show
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> tuple[str, str]:
     """Chromium and ChromeDriver, or a skip (a failure under CI) saying what is missing.
 
@@ -98,7 +100,7 @@ def browser() -> tuple[str, str]:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(built_docs: Path) -> Iterator[str]:
     """The built docs on a plain static server, as ``python -m http.server`` serves them."""
 
@@ -115,7 +117,7 @@ def site(built_docs: Path) -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def page(browser: tuple[str, str], site: str) -> Iterator[Any]:
     """Headless Chromium on the demo page, once ``lenet5Demo.ready`` has resolved."""
     chromium, chromedriver = browser
@@ -141,7 +143,7 @@ def page(browser: tuple[str, str], site: str) -> Iterator[Any]:
         driver.quit()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def predictor() -> Predictor:
     return Predictor("DEFAULT")
 
