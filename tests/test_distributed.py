@@ -278,7 +278,7 @@ def test_resume_from_the_rank0_checkpoint_ends_like_an_uninterrupted_run(
 def test_a_stop_on_one_rank_stops_every_rank_after_the_same_batch(
     tmp_path: Path, mnist_dir: Path, uninterrupted: dict[str, object]
 ) -> None:
-    from lenet5.training.loop import STOP_CHECK_EVERY
+    from lenet5.training.distributed import STOP_CHECK_EVERY
 
     # 63 steps per epoch: rank 1 alone asks after step 68, batch 5 of epoch 2; the ranks
     # agree at the next check, after batch 8.

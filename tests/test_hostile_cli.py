@@ -577,7 +577,7 @@ def test_info_names_each_data_folder_by_its_content(
 def test_sigterm_to_torchrun_saves_the_run_once_and_every_process_exits(
     data: Path, site: Path, tmp_path: Path
 ) -> None:
-    from lenet5.training.loop import STOP_CHECK_EVERY as every
+    from lenet5.training.distributed import STOP_CHECK_EVERY as every
 
     # Under DDP the processes agree on a stop every `every` batches: epochs of twice that
     # many batches, a signal in the first half, and the run stops after batch `every`.

@@ -265,12 +265,12 @@ def test_val_every_steps_validates_between_batches(
 
 def test_several_validation_sets(tiny_train: ImageSet, tiny_test: ImageSet) -> None:
     noisy = tiny_test.subset(slice(0, 32))
-    state = quiet(epochs=1).fit(tiny_train, {"clean": tiny_test, "half": noisy})
+    trainer = quiet(epochs=1)
+    state = trainer.fit(tiny_train, {"clean": tiny_test, "half": noisy})
     m = state.history[-1]
     assert {"val_clean_loss", "val_clean_accuracy", "val_half_loss", "val_half_accuracy"} <= set(m)
     assert m["val_loss"] == m["val_clean_loss"]
     assert m["val_accuracy"] == m["val_clean_accuracy"]
-    trainer = state.trainer
     assert m["val_half_accuracy"] == pytest.approx(trainer.evaluate(noisy).accuracy)
 
 
@@ -672,10 +672,11 @@ def test_distillation_teaches_through_loss_fn_and_soft_targets(
     assert all(t.shape == (32, 10) or t.shape == (8, 10) for t in seen)
     torch.testing.assert_close(seen[0].sum(dim=1), torch.ones(32))
     assert float(seen[0].max()) < 1.0  # softened at T = 4
-    plain = quiet(epochs=2).fit(train_1k)
+    plain = quiet(epochs=2)
+    plain.fit(train_1k)
     # A strong teacher helps a student trained on 1,000 images for two epochs.
     distilled = student.evaluate(test_1k).accuracy
-    assert distilled > plain.trainer.evaluate(test_1k).accuracy
+    assert distilled > plain.evaluate(test_1k).accuracy
     with pytest.raises(ValueError, match="positive temperature"):
         Distillation(teacher, temperature=0.0)
     with pytest.raises(RuntimeError, match="same fit"):

@@ -77,7 +77,7 @@ class _Norm:
 
     def __call__(self, images: torch.Tensor) -> tuple[float, float]:
         if self.norm is None:
-            self.norm = warn_default_norm(stacklevel=4) if images.dtype == torch.uint8 else (0, 1)
+            self.norm = warn_default_norm() if images.dtype == torch.uint8 else (0, 1)
         return self.norm
 
 

@@ -32,7 +32,7 @@ def as_image_set(data: object, norm: tuple[float, float] | None = None) -> Image
             if images.dim() == 4 and images.shape[1] == 1:
                 images = images[:, 0]
             if images.dim() == 3:
-                mean, std = norm if norm is not None else warn_default_norm(stacklevel=4)
+                mean, std = norm if norm is not None else warn_default_norm()
                 return ImageSet(images, labels.long(), mean=mean, std=std, name="TensorDataset")
         return None
     try:

@@ -10,13 +10,13 @@ targets, probability vectors.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from .._hints import warn
 from ._facts import MNIST_MEAN, MNIST_STD, DataError
 from ._imageset import ImageSet
 
@@ -37,15 +37,15 @@ class NormalizationWarning(UserWarning):
     """``uint8`` images of unknown origin are normalised with MNIST's statistics."""
 
 
-def warn_default_norm(stacklevel: int = 2) -> tuple[float, float]:
-    """Warn that MNIST's mean and std stand in for the data's own; return them."""
-    warnings.warn(
+def warn_default_norm() -> tuple[float, float]:
+    """Warn that MNIST's mean and std stand in for the data's own (pointing at the user's
+    line); return them."""
+    warn(
         "uint8 images of unknown origin are normalised with MNIST's mean and std "
         f"({MNIST_MEAN:.4f}, {MNIST_STD:.4f}); if they are not MNIST, pass their own: "
         "Trainer(mean=..., std=...) (lenet5 train --mean X --std X), evaluate(..., "
         "norm=(mean, std)), or an ImageSet that carries them",
         NormalizationWarning,
-        stacklevel=stacklevel + 1,
     )
     return MNIST_MEAN, MNIST_STD
 

@@ -1,14 +1,16 @@
 """Training: the Trainer, its configuration, state, callbacks, checkpoints and plugins.
 
 The modules, each importing only ones before it: :mod:`~lenet5.training.config` (the
-settings), :mod:`~lenet5.training.distributed` (the processes of a DDP run),
-:mod:`~lenet5.training.state` (``TrainState``, every value of one fit),
-:mod:`~lenet5.training.checkpoint` (the checkpoint format, saved and restored in one class),
+settings) and :mod:`~lenet5.training.recipes` (named sets of them),
+:mod:`~lenet5.training.distributed` (the processes of a DDP run),
+:mod:`~lenet5.training.state` (``TrainState``, every value of one fit, as plain data),
+:mod:`~lenet5.training.checkpoint` (the checkpoint format both ways, and the resume rules),
 :mod:`~lenet5.training.callbacks` (the hook API and the built-ins),
-:mod:`~lenet5.training.plugins` (callbacks by name), :mod:`~lenet5.training.optim`
-(optimizer and schedule), :mod:`~lenet5.training.engine` (one optimisation step),
-:mod:`~lenet5.training.loop` (one epoch, and validation) and
-:mod:`~lenet5.training.trainer` (``Trainer``: set a fit up, then loop).
+:mod:`~lenet5.training.plugins` (callbacks by name), :mod:`~lenet5.training.distill`
+(knowledge distillation), :mod:`~lenet5.training.optim` (optimizer, schedule, EMA and
+precision), :mod:`~lenet5.training.trainer` (``Trainer``: the fit, read top to bottom:
+set-up, epochs, step, validation) and :mod:`~lenet5.training.run` (the command line's run
+folder).
 
 Import the everyday names from :mod:`lenet5` (``from lenet5 import Trainer, Checkpoint``)
 and the rest from their modules (``from lenet5.training.plugins import create_callback``).

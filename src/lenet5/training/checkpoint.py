@@ -1,4 +1,4 @@
-"""The checkpoint format, both directions: save, find, load, restore and prune; and resuming.
+"""The checkpoint format, both directions, and resuming: one module, read top to bottom.
 
 A checkpoint is a folder ``epoch-NNNN`` (``epoch-NNNN-batch-BBBBBB`` when a run stopped
 mid-epoch) with the weights as ``model.safetensors`` and the rest of the training state as
@@ -8,42 +8,49 @@ temporary name and renamed into place; the text file ``latest`` beside it names 
 complete checkpoint and is replaced atomically too. A damaged newest checkpoint in a folder
 of checkpoints is passed over for the newest intact one, with a warning.
 
-:class:`CheckpointConnector` is the one place that knows what goes into ``trainer.pt`` and
-how it comes back, each part's saving beside its restoring (as Lightning's checkpoint
-connector does). :func:`resume_overrides` decides which changed settings a resumed run
-applies and which it refuses. The other module-level functions are shortcuts. (The errors
-and the resume rules are defined in private submodules only to keep each file small;
-import them from here.)
+In order: the errors (:class:`CheckpointError`, and :class:`ResumeError` for a resume that
+cannot be honoured); the files read back trusting nothing in them, and the checkpoint a path
+means; the resume rules (:func:`resume_overrides`: which changed settings a resumed run
+applies from its step on, which it refuses); :class:`CheckpointConnector`, the one place
+that knows what goes into ``trainer.pt`` and how it comes back, each part's saving beside its
+restoring (as Lightning's checkpoint connector does); and shortcuts to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import pickle
+import re
 import shutil
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .._io import LATEST_NAME, TRAINER_STATE_NAME, WEIGHTS_NAME, atomic_folder, atomic_write_text
-from ._checkpoint_files import (
-    FORMAT_VERSION,
-    CheckpointError,
-    checkpoints,
-    find_checkpoints,
-    select,
-    write_synced,
+from .._hints import warn
+from .._io import (
+    CHECKPOINTS_DIR,
+    LATEST_NAME,
+    TRAINER_STATE_NAME,
+    WEIGHTS_NAME,
+    atomic_folder,
+    atomic_write_text,
 )
 from ._modules import strip_wrapper_prefixes, unwrap
-from ._resume import OPTIMIZER_SETTINGS, Override, ResumeError, resume_overrides
-
-if TYPE_CHECKING:
-    from .state import TrainState
+from .config import TrainConfig
+from .state import Override, TrainState
 
 __all__ = [
+    "FORMAT_VERSION",
+    "OPTIMIZER_SETTINGS",
     "CheckpointConnector",
     "CheckpointError",
     "Override",
@@ -55,6 +62,422 @@ __all__ = [
     "resume_overrides",
     "save_checkpoint",
 ]
+
+# ------------------------------------------------------------------- the errors
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, damaged, or does not match the run resuming from it."""
+
+
+class ResumeError(CheckpointError):
+    """A resumed run asks for a setting that cannot take effect, or for fewer epochs than done.
+
+    Attributes:
+        settings: The refused settings (:class:`~lenet5.TrainConfig` field names).
+    """
+
+    def __init__(self, message: str, settings: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.settings = tuple(settings)
+
+
+# ------------------------------------------------------- the files, read back
+
+
+#: The ``format_version`` written into ``trainer.pt``, and the only one read back.
+FORMAT_VERSION = 1
+
+NAME = re.compile(r"^epoch-(\d{4,})(?:-batch-(\d+))?$")
+# What torch.save writes: a zip archive.
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint folders in ``folder``, oldest first (a mid-epoch one before its epoch)."""
+
+    def progress(match: re.Match[str]) -> tuple[int, float]:
+        batch = match.group(2)
+        return int(match.group(1)), float(batch) if batch is not None else float("inf")
+
+    found = sorted((progress(m), p) for p in folder.iterdir() if (m := NAME.match(p.name)))
+    return [p for _, p in found]
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and wait until it is on the disk."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def find_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoint folders in ``directory``, oldest first (none if it does not exist)."""
+    directory = Path(directory)
+    return checkpoints(directory) if directory.is_dir() else []
+
+
+# ---------------------------------------------------------------- one checkpoint
+
+
+def read(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``(weights, trainer_state)`` of the checkpoint ``folder``, both checked.
+
+    Raises:
+        CheckpointError: Naming the file that is missing or damaged, in one line.
+    """
+    weights_file, state_file = folder / WEIGHTS_NAME, folder / TRAINER_STATE_NAME
+    for file in (weights_file, state_file):
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint {folder} is damaged: {file.name} is missing")
+    try:
+        weights = load_file(str(weights_file))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights_file} is damaged: not a readable safetensors file ({_one_line(exc)})"
+        ) from None
+    state = _load_state(state_file)
+    problem = _problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{state_file} is damaged: {problem}")
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{state_file}: checkpoint format {state['format_version']!r} is not supported "
+            f"(expected {FORMAT_VERSION}); resume it with the lenet5 version that wrote it"
+        )
+    state["path"] = str(folder)
+    return weights, state
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _load_state(file: Path) -> Any:
+    """``torch.load(file, weights_only=True)``, with our one-line message for any failure."""
+    try:
+        with open(file, "rb") as f:
+            if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+                raise CheckpointError(f"{file} is damaged: it is not a file that torch.save wrote")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes about pickle protocols
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f"the Python object {named.group(1)}" if named else "Python objects"
+        raise CheckpointError(
+            f"{file} is damaged: it refers to {what}, which a checkpoint never holds "
+            "(refused; nothing in it was run)"
+        ) from None
+    except Exception as exc:  # torch.load raises many kinds for a broken archive
+        raise CheckpointError(
+            f"{file} is damaged: truncated or corrupt ({type(exc).__name__})"
+        ) from None
+
+
+def _is_rng_state(value: object) -> bool:
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8:
+        return False
+    try:
+        torch.Generator().set_state(value)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_config(value: object) -> bool:
+    try:
+        return isinstance(value, str) and isinstance(json.loads(value), dict)
+    except ValueError:
+        return False
+
+
+def _dict_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: (
+        isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+    )
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _is_progress(v: object) -> bool:
+    if not isinstance(v, dict) or not {"batches", "loss_sum", "correct", "seen"} <= set(v):
+        return False
+    scalars = all(
+        isinstance(v[k], torch.Tensor) and v[k].numel() == 1 for k in ("loss_sum", "correct")
+    )
+    return (
+        scalars
+        and _is_count(v["batches"])
+        and _is_count(v["seen"])
+        and _optional(_is_rng_state)(v.get("generator"))
+        and _optional(_is_rng_state)(v.get("torch_rng"))
+    )
+
+
+def _is_rng(v: object) -> bool:
+    return (
+        isinstance(v, dict)
+        and _is_rng_state(v.get("torch"))
+        and _is_rng_state(v.get("generator"))
+        and (
+            "cuda" not in v
+            or (
+                isinstance(v["cuda"], list)
+                and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in v["cuda"])
+            )
+        )
+    )
+
+
+def _is_optimizer(v: object) -> bool:
+    return (
+        isinstance(v, dict)
+        and isinstance(v.get("state"), dict)
+        and isinstance(v.get("param_groups"), list)
+        and all(
+            isinstance(g, dict) and isinstance(g.get("params"), list) for g in v["param_groups"]
+        )
+    )
+
+
+def _is_override(v: object) -> bool:
+    return isinstance(v, dict) and isinstance(v.get("setting"), str) and _is_count(v.get("step"))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# Each key of trainer.pt, what it must be, and how that is said.
+_SCHEMA: dict[str, tuple[Callable[[object], bool], str]] = {
+    "format_version": (_is_count, "a version number"),
+    "epoch": (_is_count, "a non-negative integer"),
+    "global_step": (_is_count, "a non-negative integer"),
+    "config": (_is_config, "the settings as JSON"),
+    "optimizer": (_optional(_is_optimizer), "an optimizer state"),
+    "scheduler": (_optional(_dict_of(lambda _: True)), "a scheduler state"),
+    "ema": (_optional(_dict_of(lambda t: isinstance(t, torch.Tensor))), "a dict of tensors"),
+    "history": (
+        lambda v: isinstance(v, list) and all(_dict_of(_is_number)(h) for h in v),
+        "a list of metric dicts",
+    ),
+    "epoch_progress": (_optional(_is_progress), "the progress within an epoch"),
+    "callbacks": (_dict_of(lambda s: isinstance(s, dict)), "a dict of callback states"),
+    "rng": (_is_rng, "the random-generator states"),
+}
+# Keys that older checkpoints of the same format do not have.
+_OPTIONAL: dict[str, tuple[Callable[[object], bool], str]] = {
+    "world_size": (lambda v: _is_count(v) and bool(v), "a positive integer"),
+    "train_size": (_is_count, "a non-negative integer"),
+    "overrides": (
+        lambda v: isinstance(v, list) and all(_is_override(o) for o in v),
+        "a list of overrides",
+    ),
+    "scaler": (_optional(_dict_of(lambda _: True)), "a gradient-scaler state"),
+}
+
+
+def _problem(state: object) -> str | None:
+    """What is wrong with a loaded trainer state, or ``None``."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a trainer state"
+    missing = [k for k in _SCHEMA if k not in state]
+    if missing:
+        return f"it lacks {', '.join(map(repr, missing))}"
+    for key, (check, what) in {**_SCHEMA, **_OPTIONAL}.items():
+        if key in state and not check(state[key]):
+            return f"{key!r} is not {what}"
+    return None
+
+
+# ------------------------------------------------------------ choosing one of them
+
+
+def _explicit(path: Path) -> Path | None:
+    """The checkpoint folder ``path`` names itself (or one of its files names), if any."""
+    if path.is_file() and path.name in (WEIGHTS_NAME, TRAINER_STATE_NAME):
+        path = path.parent
+    if path.is_dir() and ((path / TRAINER_STATE_NAME).exists() or NAME.match(path.name)):
+        return path
+    return None
+
+
+def _candidates(folder: Path) -> list[Path]:
+    """The checkpoints of ``folder`` to try, best first: the one ``latest`` names, then the
+    older ones, newest first (any sorting after ``latest`` belong to another run)."""
+    found = checkpoints(folder)
+    latest = folder / LATEST_NAME
+    if latest.is_file():
+        name = latest.read_bytes()[:64].decode("utf-8", "replace").strip()
+        names = [p.name for p in found]
+        if name in names:
+            found = found[: names.index(name) + 1]
+    return found[::-1]
+
+
+def select(path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
+    """The checkpoint ``path`` means, read: ``(folder, weights, trainer_state)``.
+
+    A checkpoint folder (or one of its files) is read as it is: damage is an error. In a
+    folder of checkpoints (or a run folder's ``checkpoints/``), a damaged newest checkpoint
+    is passed over, with a warning naming it and the one used instead.
+
+    Raises:
+        CheckpointError: If no intact checkpoint is there.
+    """
+    explicit = _explicit(path)
+    if explicit is not None:
+        return (explicit, *read(explicit))
+    for folder in (path, path / CHECKPOINTS_DIR):
+        candidates = _candidates(folder) if folder.is_dir() else []
+        damaged: list[CheckpointError] = []
+        for candidate in candidates:
+            try:
+                weights, state = read(candidate)
+            except CheckpointError as exc:
+                damaged.append(exc)
+                continue
+            if damaged:
+                more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+                warn(
+                    f"passing over a damaged checkpoint{more}: {damaged[0]}; using "
+                    f"{candidate}, the newest intact one"
+                )
+            return candidate, weights, state
+        if damaged:
+            raise CheckpointError(
+                f"no intact checkpoint in {folder}: {len(damaged)} found, all damaged; the "
+                f"newest: {damaged[0]}"
+            )
+    raise CheckpointError(
+        f"no checkpoint found in {path}: expected a folder with {WEIGHTS_NAME} and "
+        f"{TRAINER_STATE_NAME}, or a run folder with {CHECKPOINTS_DIR}/ (train with "
+        "--out DIR to write them)"
+    )
+
+
+# ------------------------------------------------------------- the resume rules
+
+
+# Settings a resumed run can never change, and why.
+_FIXED = {
+    "batch_size": "the batches of every epoch, and the checkpoint's place among them, depend on it",
+    "optimizer": "the saved optimizer state belongs to the optimizer it was trained with",
+    "scheduler": "the saved schedule belongs to the scheduler it was trained with",
+    "seed": "the random states come from the checkpoint, so a new seed would never be used",
+    "val_split": "it decides which images are trained on",
+    "accumulate_grad_batches": "the steps done so far and the schedule count its groups",
+    "mean": "the trained weights expect the inputs normalised as before",
+    "std": "the trained weights expect the inputs normalised as before",
+}
+#: Settings written into the restored optimizer's parameter groups when they change.
+OPTIMIZER_SETTINGS = ("lr", "weight_decay", "momentum")
+
+
+def _scheduled(config: TrainConfig) -> bool:
+    sched = config.scheduler
+    return sched is not None and not (isinstance(sched, str) and sched.lower() == "none")
+
+
+def _why_refused(name: str, current: TrainConfig) -> str | None:
+    """Why a change of ``name`` cannot take effect in a resumed run, or ``None`` if it can."""
+    if name in _FIXED:
+        return _FIXED[name]
+    optimizer, schedule = current.optimizer, current.to_dict()["scheduler"]
+    scheduled = _scheduled(current)
+    if name == "epochs" and scheduled:
+        return f"the {schedule!r} schedule is laid out for that length"
+    if name in OPTIMIZER_SETTINGS and not isinstance(optimizer, str):
+        return "the optimizer is built by a callable, which sets its own"
+    if name == "lr" and scheduled:
+        return f"the {schedule!r} schedule sets it at every step"
+    if name == "momentum" and isinstance(optimizer, str) and optimizer.lower() != "sgd":
+        return f"only sgd uses it, and the optimizer is {optimizer!r}"
+    # OneCycleLR cycles the momentum too; a callable schedule may do anything.
+    if name == "momentum" and scheduled and str(schedule).lower() != "cosine":
+        return f"the {schedule!r} schedule may set it at every step"
+    return None
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    """Whether two values of setting ``name`` mean the same (names in any case, and no
+    schedule or augmentation as ``None`` or ``"none"``)."""
+    if name in ("optimizer", "scheduler", "augment"):
+        a, b = (("none" if v is None else v.lower() if isinstance(v, str) else v) for v in (a, b))
+    return bool(a == b)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def resume_overrides(
+    saved: Mapping[str, Any], current: TrainConfig, *, epochs_done: int, global_step: int
+) -> list[Override]:
+    """The settings a resumed run changes, each applied from the step it resumes at.
+
+    Applied: ``epochs`` (without a schedule; never below ``epochs_done``), ``lr`` (without a
+    schedule), ``weight_decay`` and ``momentum`` (``sgd``'s) of a named optimizer, written
+    into the restored optimizer; ``label_smoothing``, ``augment`` and ``ema_decay``, which
+    shape the steps still to come; ``device``, ``deterministic``, ``val_every``,
+    ``eval_batch_size``, ``verbose``, ``engine``, ``strategy`` and ``dist_timeout``, which
+    change how the run goes on but not what it computes. Every other change is refused.
+
+    Args:
+        saved: The settings the checkpoint was trained with (``TrainConfig.to_dict()``, as
+            ``json.loads(trainer_state["config"])``); a missing field counts as its default.
+        current: The settings of the resuming run.
+        epochs_done: The checkpoint's ``epoch`` (one cut short mid-epoch counts: its steps
+            are done).
+        global_step: The checkpoint's ``global_step``, where the overrides take effect.
+
+    Returns:
+        One :class:`Override` per changed setting, in field order (empty if none changed).
+
+    Raises:
+        ResumeError: Naming every refused setting with its saved and new value, why it
+            cannot change and what to do instead, in one line.
+    """
+    now = current.to_dict()
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    before = {name: saved.get(name, defaults[name]) for name in now}
+    changed = [name for name in now if not _same(name, before[name], now[name])]
+    refused: list[tuple[str, str, str]] = []  # (setting, why, what to resume with)
+    if now["epochs"] < epochs_done:
+        why = f"the run has reached epoch {epochs_done} already"
+        refused.append(("epochs", why, f"epochs >= {epochs_done}"))
+    for name in changed:
+        why_not = _why_refused(name, current)
+        if why_not is not None and name not in {n for n, _, _ in refused}:
+            fix = f"{name}={_shown(before[name])}"
+            if name == "epochs":
+                fix = f"the same number of epochs ({before['epochs']})"
+            refused.append((name, why_not, fix))
+    if refused:
+        items = "; ".join(
+            f"{name} {_shown(now[name])} (trained with {_shown(before[name])}: {why})"
+            for name, why, _ in refused
+        )
+        fixes = " and ".join(fix for _, _, fix in refused)
+        raise ResumeError(
+            f"cannot resume with {items}; resume with {fixes}, or start a new run",
+            [name for name, _, _ in refused],
+        )
+    return [Override(name, before[name], now[name], global_step) for name in changed]
+
+
+# --------------------------------------------------- the format, both directions
 
 
 class CheckpointConnector:
@@ -136,7 +559,7 @@ class CheckpointConnector:
             "overrides": [o.to_dict() for o in state.overrides],
         }
 
-    def restore(self, path: str | os.PathLike[str], *, stacklevel: int = 2) -> list[Override]:
+    def restore(self, path: str | os.PathLike[str]) -> list[Override]:
         """Load the checkpoint that ``path`` means (see :meth:`find`) into the state.
 
         Settings that differ from the checkpoint's are applied from the resumed step on or
@@ -145,8 +568,6 @@ class CheckpointConnector:
 
         Args:
             path: A checkpoint folder, a folder of checkpoints or a run folder.
-            stacklevel: As for :func:`warnings.warn`, counted from this method: where the
-                warning about a damaged checkpoint passed over points (2, the caller).
 
         Returns:
             This resume's overrides.
@@ -156,7 +577,7 @@ class CheckpointConnector:
                 number of processes.
             CheckpointError: If no intact checkpoint is there, or it does not fit the model.
         """
-        weights, saved = self.load(path, stacklevel=stacklevel + 1)
+        weights, saved = self.load(path)
         try:
             overrides = self._check_resume(saved)
         except ResumeError as exc:
@@ -315,21 +736,21 @@ class CheckpointConnector:
 
     def _dump_callbacks(self) -> dict[str, Any]:
         states = {}
-        for cb in self.state.trainer.callbacks:
+        for cb in self.state.callbacks:
             sd = cb.state_dict()
             if sd:
                 states[cb.key] = sd
         return states
 
     def _restore_callbacks(self, saved: dict[str, Any]) -> None:
-        for cb in self.state.trainer.callbacks:
+        for cb in self.state.callbacks:
             if cb.key in saved:
                 cb.load_state_dict(saved[cb.key])
 
     # ---------------------------------------------------------------- the files alone
 
     @staticmethod
-    def find(path: str | os.PathLike[str], *, stacklevel: int = 2) -> Path:
+    def find(path: str | os.PathLike[str]) -> Path:
         """Find the checkpoint folder that ``path`` means, and check that it is intact.
 
         ``path`` may be a checkpoint folder itself (damage is then an error), a folder of
@@ -340,12 +761,10 @@ class CheckpointConnector:
         Raises:
             CheckpointError: If no intact checkpoint is there, in one line naming the file.
         """
-        return select(Path(path), stacklevel + 1)[0]
+        return select(Path(path))[0]
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, stacklevel: int = 2
-    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def load(cls, path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Read a checkpoint's weights and trainer state (no arbitrary objects are unpickled,
         and the trainer state's structure is checked); which checkpoint, as :meth:`find`.
 
@@ -355,7 +774,7 @@ class CheckpointConnector:
         Raises:
             CheckpointError: If the files are missing, damaged or of another format version.
         """
-        _, weights, trainer_state = select(Path(path), stacklevel + 1)
+        _, weights, trainer_state = select(Path(path))
         return weights, trainer_state
 
     @staticmethod
@@ -383,12 +802,12 @@ def save_checkpoint(directory: str | os.PathLike[str], state: TrainState) -> Pat
 
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The checkpoint folder that ``path`` means (:meth:`CheckpointConnector.find`)."""
-    return CheckpointConnector.find(path, stacklevel=3)
+    return CheckpointConnector.find(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A checkpoint's ``(weights, trainer_state)`` (:meth:`CheckpointConnector.load`)."""
-    return CheckpointConnector.load(path, stacklevel=3)
+    return CheckpointConnector.load(path)
 
 
 def prune_checkpoints(

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 __all__ = [
+    "STOP_CHECK_EVERY",
     "STOP_REASON_BYTES",
     "DistributedError",
     "ProcessGroup",
@@ -38,6 +39,14 @@ __all__ = [
 ]
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+#: Under DDP, the processes agree on a stop (:meth:`ProcessGroup.first_stop`, called by the
+#: trainer) after every this many batches of an epoch, after its last batch and after every
+#: epoch, so that a ``state.stop()`` on any one process takes effect on all of them after the
+#: same batch. Each agreement is one all-reduce of a single number (on 2 CPU processes with
+#: gloo about 0.5 ms, against 15 ms for a step of 16 images per process on a loaded 2-core
+#: machine): every 8 batches keeps it below 0.5% of the training time.
+STOP_CHECK_EVERY = 8
 
 #: The longest stop reason (in UTF-8 bytes) that :meth:`ProcessGroup.first_stop` passes on.
 STOP_REASON_BYTES = 127

@@ -1,18 +1,27 @@
-"""The optimizer and the learning-rate schedule a :class:`~lenet5.TrainConfig` names."""
+"""What updates the weights, built from a :class:`~lenet5.TrainConfig`: the optimizer, the
+learning-rate schedule, the weights' moving average (EMA) and the numeric precision
+(autocast, and the gradient scaler of float16).
+
+The trainer builds each of these once per fit (:meth:`Trainer.fit <lenet5.Trainer.fit>`)
+and uses them in its step; nothing here runs a step.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..devices import DeviceError
 from .config import ConfigError, TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler"]
+__all__ = ["Precision", "build_ema", "build_optimizer", "build_scheduler"]
 
 
 def build_optimizer(
@@ -119,3 +128,69 @@ def build_scheduler(
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(total_steps, 1)
     )
+
+
+def build_ema(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights that ``config.ema_decay`` asks
+    for (buffers averaged too), or ``None`` when it is ``0``."""
+    if not config.ema_decay:
+        return None
+    return AveragedModel(
+        model,
+        multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),  # type: ignore[no-untyped-call]
+        use_buffers=True,
+    )
+
+
+_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+class Precision:
+    """What ``TrainConfig.precision`` means on one device.
+
+    ``"32"`` runs everything in float32. ``"bf16-mixed"`` and ``"16-mixed"`` run the forward
+    pass and the loss under :func:`torch.autocast` (matrix products and convolutions in the
+    low precision, reductions such as the cross-entropy in float32) while the weights, the
+    gradients and the optimizer stay in float32; ``"16-mixed"`` also scales the loss with a
+    :class:`torch.amp.GradScaler`, since float16 gradients of small losses underflow
+    (bfloat16 has float32's range and needs no scaling).
+
+    Args:
+        precision: One of :data:`~lenet5.training.config.PRECISIONS`.
+        device: The training device.
+
+    Raises:
+        DeviceError: If the device cannot autocast to that type, naming what can.
+    """
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.name = precision
+        self.device = device
+        self.dtype = _DTYPES.get(precision)
+        if self.dtype is None:
+            return
+        supported = torch.amp.is_autocast_available(device.type)
+        if supported and device.type == "cuda" and self.dtype == torch.bfloat16:
+            supported = torch.cuda.is_bf16_supported()
+        if not supported:
+            raise DeviceError(
+                f"precision={precision!r} cannot run on {device}: it has no {self.dtype} "
+                "autocast; use precision='32'"
+                + (" or '16-mixed'" if self.dtype == torch.bfloat16 else "")
+                + ", or another device"
+            )
+
+    def new_scaler(self) -> torch.amp.GradScaler | None:
+        """A gradient scaler for float16, else ``None``."""
+        if self.dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """The forward pass and the loss run inside this."""
+        if self.dtype is None:
+            yield
+            return
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            yield

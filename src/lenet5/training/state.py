@@ -1,10 +1,17 @@
-"""TrainState: what every callback hook sees, and what a checkpoint restores."""
+"""TrainState: what every callback hook sees, and what a checkpoint restores.
+
+The state is data: it holds every value of one fit and no reference back to the
+:class:`~lenet5.Trainer` that runs it, so a callback sees everything through it and nothing
+here imports the trainer or the callbacks.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -16,10 +23,42 @@ from .distributed import ProcessGroup
 if TYPE_CHECKING:
     from ..augment import Augmentation
     from ..data import ImageSet
-    from .checkpoint import Override
-    from .trainer import Trainer
 
-__all__ = ["TrainState"]
+__all__ = ["Override", "StatefulCallback", "TrainState"]
+
+
+@dataclass(frozen=True)
+class Override:
+    """A setting that a resumed run changed, applied from the step it resumed at.
+
+    Attributes:
+        setting: The :class:`~lenet5.TrainConfig` field.
+        before: Its value in the checkpoint (as :meth:`~lenet5.TrainConfig.to_dict` writes it).
+        after: Its value from then on.
+        step: The global step the run resumed at: steps up to it ran with ``before``, the
+            steps after it with ``after``.
+    """
+
+    setting: str
+    before: Any
+    after: Any
+    step: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The override as plain values (for JSON and for ``trainer.pt``)."""
+        return dataclasses.asdict(self)
+
+
+class StatefulCallback(Protocol):
+    """What a checkpoint needs of a callback: its key and its state, both ways
+    (:class:`~lenet5.Callback` has all three)."""
+
+    @property
+    def key(self) -> str: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(eq=False)
@@ -35,9 +74,10 @@ class TrainState:
     where they do not exist yet, they raise and say from which hook on they do.
 
     Attributes:
-        trainer: The :class:`~lenet5.Trainer` running the fit.
         model: The model being trained (already on ``device`` after ``on_fit_start``): the
             module itself (``trainer.model``), never a compiled or DDP wrapper.
+        callbacks: The fit's callbacks, in the order they run (a checkpoint saves and
+            restores the state of each).
         config: The run's :class:`~lenet5.TrainConfig`.
         device: The training device; callbacks may change it in ``on_fit_start``.
         scheduler: The learning-rate scheduler, or ``None``; stepped after every optimizer
@@ -46,10 +86,10 @@ class TrainState:
         scaler: The gradient scaler of ``precision="16-mixed"``, or ``None``.
         train_data: The training data: an :class:`~lenet5.data.ImageSet` (fast path) or a
             :class:`~torch.utils.data.DataLoader` (the one given, or one the trainer built).
-        val_data: The first validation set, or ``None``.
-        val_sets: Every validation set by name (``{"val": data}`` when one was given
-            without a name); its metrics are ``val_<name>_loss`` and ``val_<name>_accuracy``,
-            and ``val_loss`` / ``val_accuracy`` are the first set's.
+        val_sets: Every validation set by name (``{"": data}`` when one was given without
+            a name); its metrics are ``val_<name>_loss`` and ``val_<name>_accuracy``, and
+            ``val_loss`` / ``val_accuracy`` are the first set's. A callback that moves the
+            data (:class:`~lenet5.DevicePlacement`) replaces the sets here.
         generator: The random number generator that shuffles (and augments) batches.
         epoch: The current epoch, counted from 1 (0 before the first epoch starts).
         global_step: Optimizer steps taken so far (with ``accumulate_grad_batches = k``, one
@@ -75,7 +115,7 @@ class TrainState:
         augment_seed: The seed from which each step's augmentation draws are derived (the
             shuffling generator's initial seed, known once a resumed run is restored).
         overrides: The settings changed on resume, each with the step it took effect at
-            (:class:`~lenet5.training.checkpoint.Override`): those of earlier resumes, read
+            (:class:`Override`): those of earlier resumes, read
             from the checkpoint, then this fit's; empty for a run never resumed with changes.
         grad_norm: The gradients' total 2-norm before clipping, as a device tensor, at the
             latest optimizer step of a run with ``grad_clip_norm`` (``None`` without).
@@ -83,12 +123,11 @@ class TrainState:
         resume_from: The ``resume=`` path of this fit, or ``None`` for a new run.
     """
 
-    trainer: Trainer[Any]
     model: nn.Module
     config: TrainConfig
     device: torch.device
+    callbacks: Sequence[StatefulCallback] = ()
     train_data: ImageSet | torch.utils.data.DataLoader[Any] | None = None
-    val_data: Any = None
     val_sets: dict[str, Any] = field(default_factory=dict)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     ema: torch.optim.swa_utils.AveragedModel | None = None
@@ -136,6 +175,11 @@ class TrainState:
         if name == "model":
             self._refuse_during_fit("model", "change its weights in place (load_state_dict)")
         object.__setattr__(self, name, value)
+
+    @property
+    def val_data(self) -> Any:
+        """The first validation set (of :attr:`val_sets`), or ``None``."""
+        return next(iter(self.val_sets.values()), None)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -288,7 +332,7 @@ class TrainState:
         the current epoch.
 
         Under DDP it may be called on any one process (a signal handler, say): the
-        processes agree on it every :data:`~lenet5.training.loop.STOP_CHECK_EVERY` batches,
+        processes agree on it every :data:`~lenet5.training.distributed.STOP_CHECK_EVERY` batches,
         after the last batch of an epoch and after every epoch, and all of them stop after
         the same batch with the reason of the lowest-ranked process that asked.
         """

@@ -7,10 +7,11 @@ validation scheduling, logging, checkpoints and early stopping; subclass or repl
 them.
 
 Import everything from here (``lenet5.training.callbacks.X``, or the everyday names from
-:mod:`lenet5`). The private submodules that define them only keep each file small:
-``_base`` (the API), ``_setup`` (seeding, device, timing, validation schedule), ``_logging``
-(console, progress bar, CSV), ``_tensorboard`` (TensorBoard event files) and ``_control``
-(checkpoints, early stopping).
+:mod:`lenet5`); each name's ``__module__`` is this package. The private submodules are cut by
+concept: ``_base`` (the API: the class, its hooks and the check), ``_setup`` (what sets a run
+up and paces it: seeding, device, timing, validation schedule), ``_logging`` (console,
+progress bar, CSV), ``_tensorboard`` (TensorBoard event files, an optional dependency) and
+``_control`` (what ends or saves a run: checkpoints, early stopping).
 """
 
 from __future__ import annotations

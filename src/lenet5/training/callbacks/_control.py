@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
+from ..._hints import warn
 from ..._io import CHECKPOINTS_DIR, remove_leftovers
 from ..checkpoint import CheckpointConnector, find_checkpoints
 from ..state import TrainState
@@ -108,11 +108,10 @@ class Checkpoint(Callback):
         for n in itertools.count(2):
             other = base.with_name(f"{base.name}-{n}")
             if not find_checkpoints(other):
-                warnings.warn(
+                warn(
                     f"{base} holds the checkpoints of another run, which this fit does not "
                     f"resume from; writing this run's into {other} instead (resume=... to "
-                    "continue that run, or give Checkpoint another directory)",
-                    stacklevel=5,
+                    "continue that run, or give Checkpoint another directory)"
                 )
                 return other
         raise AssertionError("unreachable")  # pragma: no cover

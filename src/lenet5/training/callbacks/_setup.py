@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import random
 import time
-import warnings
 
 import torch
 
+from ..._hints import warn
 from ...data import ImageSet
 from ...devices import DeviceError, resolve_device
 from ..state import TrainState
@@ -88,11 +88,10 @@ class Seeding(Callback):
         if "CUBLAS_WORKSPACE_CONFIG" not in os.environ:
             initialized = torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
             if torch.cuda.is_available() and initialized:
-                warnings.warn(
+                warn(
                     "deterministic=True but CUDA was initialised before CUBLAS_WORKSPACE_CONFIG "
                     "was set, so cuBLAS may not be deterministic; set "
-                    "CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment before starting Python",
-                    stacklevel=3,
+                    "CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment before starting Python"
                 )
             os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
         torch.use_deterministic_algorithms(True)
@@ -101,7 +100,8 @@ class Seeding(Callback):
 
 
 class DevicePlacement(Callback):
-    """Pick the training device and move the model and the resident data onto it.
+    """Pick the training device and move the model, the resident training data and every
+    resident validation set onto it.
 
     Args:
         device: Overrides ``config.device`` when given (``"auto"`` picks CUDA when present).
@@ -127,8 +127,9 @@ class DevicePlacement(Callback):
         state.model.to(device)
         if isinstance(state.train_data, ImageSet):
             state.train_data = state.train_data.to(device)
-        if isinstance(state.val_data, ImageSet):
-            state.val_data = state.val_data.to(device)
+        for name, data in state.val_sets.items():  # every validation set, not the first
+            if isinstance(data, ImageSet):
+                state.val_sets[name] = data.to(device)
 
 
 class Timer(Callback):
