@@ -1,4 +1,6 @@
-"""Sphinx directive ``.. lenet5-layers::``: the package's layers, drawn from the code.
+"""Sphinx directives ``.. lenet5-layers::`` (the package's layers) and
+``.. lenet5-training::`` (the modules of ``lenet5.training`` in import order), drawn from the
+code.
 
 The layers come from the import-linter contract in pyproject.toml (the same list that
 ``lint-imports`` enforces) and the arrows from grimp's import graph of ``src/lenet5`` (every
@@ -95,6 +97,66 @@ def _picture(layers: list[list[str]], uses: dict[int, set[int]]) -> str:
     return "\n".join(lines)
 
 
+def draw_training() -> str:
+    """The modules of ``lenet5.training``, each after every module it imports, with the
+    training modules it imports (``if TYPE_CHECKING:`` imports counted too: there is no
+    cycle even among them)."""
+    import grimp
+
+    graph = grimp.build_graph(
+        "lenet5",
+        include_external_packages=False,
+        exclude_type_checking_imports=False,
+        cache_dir=None,
+    )
+    package = "lenet5.training"
+    modules = sorted(
+        m for m in graph.modules if m.startswith(package + ".") and m.count(".") == 2
+    )
+
+    def top(module: str) -> str:
+        return ".".join(module.split(".")[:3])
+
+    imports = {
+        m: {
+            top(i)
+            for sub in graph.find_descendants(m) | {m}
+            for i in graph.find_modules_directly_imported_by(sub)
+            if i.startswith(package + ".") and top(i) != m
+        }
+        for m in modules
+    }
+    ordered: list[str] = []
+    while len(ordered) < len(modules):
+        ready = [m for m in modules if m not in ordered and imports[m] <= set(ordered)]
+        if not ready:
+            raise ExtensionError(f"an import cycle among {sorted(set(modules) - set(ordered))}")
+        ordered += ready
+    width = 84
+    names = max(len(m.removeprefix(package + ".")) for m in ordered)
+    lines = []
+    for m in ordered:
+        name = m.removeprefix(package + ".")
+        used = ", ".join(sorted(i.removeprefix(package + ".") for i in imports[m]))
+        summary = textwrap.wrap(_summary(m), width - names - 4)
+        for k, text in enumerate(summary or [""]):
+            lines.append(f"{name if k == 0 else '':<{names}}  {text}")
+        if used:
+            for k, text in enumerate(textwrap.wrap(f"<- {used}", width - names - 4)):
+                lines.append(f"{'':<{names}}  {text}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+class TrainingDirective(SphinxDirective):
+    """Insert :func:`draw_training`'s picture as a literal block."""
+
+    def run(self) -> list[nodes.Node]:
+        block = nodes.literal_block(text=draw_training())
+        block["language"] = "text"
+        return [block]
+
+
 class LayersDirective(SphinxDirective):
     """Insert :func:`draw`'s picture as a literal block."""
 
@@ -107,4 +169,5 @@ class LayersDirective(SphinxDirective):
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("lenet5-layers", LayersDirective)
+    app.add_directive("lenet5-training", TrainingDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

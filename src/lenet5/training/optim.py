@@ -1,6 +1,8 @@
-"""What updates the weights, built from a :class:`~lenet5.TrainConfig`: the optimizer, the
-learning-rate schedule, the weights' moving average (EMA) and the numeric precision
-(autocast, and the gradient scaler of float16).
+"""What updates the weights: optimizer, schedule, EMA and precision from a TrainConfig.
+
+The optimizer, the learning-rate schedule, the weights' moving average (EMA) and the
+numeric precision (autocast, and the gradient scaler of float16), each built from a
+:class:`~lenet5.TrainConfig`.
 
 The trainer builds each of these once per fit (:meth:`Trainer.fit <lenet5.Trainer.fit>`)
 and uses them in its step; nothing here runs a step.
