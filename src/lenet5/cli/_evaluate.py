@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from .._io import dumps_json
 from ._common import (
     check_backend,
     check_device,
@@ -76,7 +76,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with doing(f"writing the plots into {args.plot}"):
             write_plots(args.plot, result, test_set)
     if args.json:
-        print(json.dumps(_as_json(args.weights, dataset, result, test_set.classes), indent=2))
+        print(dumps_json(_as_json(args.weights, dataset, result, test_set.classes), indent=2))
     else:
         _print_report(result, test_set.classes)
     return EXIT_OK

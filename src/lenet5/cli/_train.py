@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from .._io import dumps_json
 from ..training.config import RECIPES, TrainConfig
 from ..training.run import RunFolder, RunFolderLocked
 from ._common import PLOT_NAMES, ensure_writable, quote, write_plots
@@ -206,8 +206,8 @@ def _finish(
                 "test_accuracy": f"{result.accuracy:.2f}",
                 "mean": repr(state.norm[0]),
                 "std": repr(state.norm[1]),
-                "classes": json.dumps(list(train_set.classes)),
-                "train_config": json.dumps(record),
+                "classes": dumps_json(list(train_set.classes)),
+                "train_config": dumps_json(record),
             },
         )
     plan.run.write_results(

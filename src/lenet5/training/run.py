@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import socket
 import sys
@@ -44,6 +43,8 @@ from .._io import (
     WEIGHTS_NAME,
     WriteError,
     atomic_write_text,
+    dumps_json,
+    read_json_file,
     remove_leftovers,
 )
 
@@ -68,6 +69,8 @@ OWNER_NAME = ".lock.owner"
 # The keys of one override in train_config.json.
 _OVERRIDE_KEYS = ("setting", "before", "after", "step")
 _OVERRIDES = 'a list of {"setting", "before", "after", "step"} objects'
+# The largest record read from a run folder (lenet5 writes a few kB).
+_MAX_RECORD_BYTES = 16 * 2**20
 
 
 class RunFolderError(ValueError):
@@ -230,7 +233,7 @@ class RunFolder:
             raise _write_error(self.path, exc) from exc
         held = self._take_lock()
         try:
-            atomic_write_text(self.owner_file, json.dumps(_owner_record()) + "\n")
+            atomic_write_text(self.owner_file, dumps_json(_owner_record()) + "\n")
             remove_leftovers(self.path)
             yield
         finally:
@@ -274,8 +277,8 @@ class RunFolder:
         deadline = time.monotonic() + wait
         while True:
             try:
-                data = json.loads(self.owner_file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                data = read_json_file(self.owner_file, max_bytes=_MAX_RECORD_BYTES)
+            except (OSError, ValueError):
                 data = {}
             data = data if isinstance(data, dict) else {}
             if (data and _alive(data)) or time.monotonic() >= deadline:
@@ -298,10 +301,15 @@ class RunFolder:
         overrides = data.pop("overrides", [])
         keys = set(_OVERRIDE_KEYS)
         if not isinstance(overrides, list) or not all(
-            isinstance(o, dict) and keys <= o.keys() for o in overrides
+            isinstance(o, dict)
+            and keys <= o.keys()
+            and isinstance(o["setting"], str)
+            and isinstance(o["step"], int)
+            for o in overrides
         ):
             raise RunFolderError(f"{self.config_file}: malformed overrides (not {_OVERRIDES})")
-        dataset = None if dataset is None else str(dataset)
+        if dataset is not None and not isinstance(dataset, str):
+            raise RunFolderError(f"{self.config_file}: dataset must be a name, got {dataset!r}")
         return RunSettings(dataset=dataset, config=data, overrides=tuple(overrides))
 
     def write_settings(
@@ -319,7 +327,7 @@ class RunFolder:
             **settings,
             "overrides": [{k: o[k] for k in _OVERRIDE_KEYS} for o in overrides],
         }
-        return atomic_write_text(self.config_file, json.dumps(record, indent=2) + "\n")
+        return atomic_write_text(self.config_file, dumps_json(record, indent=2) + "\n")
 
     def read_results(self) -> dict[str, Any]:
         """The results of a finished run.
@@ -332,8 +340,10 @@ class RunFolder:
         return _read_json(self.results_file, "the run's results")
 
     def write_results(self, results: Mapping[str, Any]) -> Path:
-        """Record the run's results (atomically)."""
-        return atomic_write_text(self.results_file, json.dumps(results, indent=2) + "\n")
+        """Record the run's results (atomically), as strict JSON: a non-finite number (the
+        loss of a diverged run) is written as ``null``, with ``"non_finite"`` saying which
+        and what it was (see :func:`lenet5._io.dumps_json`)."""
+        return atomic_write_text(self.results_file, dumps_json(results, indent=2) + "\n")
 
     def save_model(self, model: LeNet5, metadata: Mapping[str, str]) -> Path:
         """Save the final model with ``model.save_pretrained``, with a fresh model card.
@@ -379,9 +389,13 @@ def _owner_record() -> dict[str, Any]:
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object of the run folder, bounded in size and depth (a hostile or damaged
+    file is a :class:`RunFolderError` naming it, never a ``RecursionError``)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json_file(path, max_bytes=_MAX_RECORD_BYTES)
+    except OSError as exc:
+        raise RunFolderError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
         raise RunFolderError(f"cannot read {what} {path}: {exc}") from None
     if not isinstance(data, dict):
         raise RunFolderError(f"{path} must hold a JSON object, not {type(data).__name__}")
