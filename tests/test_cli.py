@@ -204,7 +204,8 @@ def test_bad_option_values_are_usage_errors(
 ) -> None:
     result = run_cli("train", "--data-dir", mnist_dir, "--out", tmp_path / "run", *flags)
     line = assert_one_line_error(result, 2)
-    assert line.startswith(f"lenet5 train: error: {field}") or f"'{flags[1]}'" in line
+    # A bad value names its flag; argparse names a refused choice.
+    assert line.startswith(f"lenet5 train: error: {flags[0]}: {field}") or f"'{flags[1]}'" in line
     assert field in line
     assert not (tmp_path / "run").exists()  # nothing was started
 

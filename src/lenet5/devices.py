@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DeviceError", "is_device_spec", "resolve_device"]
+__all__ = ["DeviceError", "is_device_spec", "is_meta", "resolve_device"]
 
 # The device types torch.device accepts.
 _TYPES = (
@@ -27,22 +27,30 @@ class DeviceError(RuntimeError):
     """The requested device is not available."""
 
 
+def is_meta(spec: object) -> bool:
+    """Whether ``spec`` names torch's ``meta`` device, which holds shapes but no data."""
+    return str(spec).partition(":")[0] == "meta"
+
+
 def is_device_spec(spec: object) -> bool:
-    """Whether ``spec`` is spelt like a device (``"auto"``, ``"cpu"``, ``"cuda:N"``...)."""
-    return isinstance(spec, str) and _SPEC.match(spec) is not None
+    """Whether ``spec`` is spelt like a device that can run a model (``"auto"``, ``"cpu"``,
+    ``"cuda:N"``...; not ``"meta"``, which holds no data)."""
+    return isinstance(spec, str) and _SPEC.match(spec) is not None and not is_meta(spec)
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` into an available device.
 
     Raises:
-        DeviceError: If the device is misspelt, or CUDA (or that CUDA device, or MPS) is
+        DeviceError: If the device is misspelt or ``meta``, or CUDA (or that CUDA device, or MPS) is
             requested but not available.
     """
     import torch
 
     if str(spec) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if is_meta(spec):
+        raise DeviceError("device 'meta' holds no data and cannot run a model; use cpu or cuda")
     if not isinstance(spec, torch.device) and not is_device_spec(spec):
         raise DeviceError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     device = torch.device(spec)

@@ -3,10 +3,41 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+
+def check_range(
+    name: str,
+    arg: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float, or a ValueError naming the argument and its range.
+
+    Refuses anything but a finite ``int`` or ``float`` (a ``bool``, a string, ``NaN`` and
+    the infinities included) in ``[low, high]`` (``(low, ...`` with ``low_open``,
+    ``..., high)`` with ``high_open``).
+    """
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    inside = number is not None and math.isfinite(number)
+    if inside:
+        assert number is not None
+        above = number > low if low_open else number >= low
+        below = number < high if high_open else number <= high
+        inside = above and below
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        kind = "" if number is not None else "a number "
+        raise ValueError(f"{name}: {arg} must be {kind}in {interval}, got {value!r}")
+    return float(number)  # type: ignore[arg-type]
 
 
 class Augmentation:
@@ -83,6 +114,8 @@ class Compose(Augmentation):
     def __init__(self, augmentations: Sequence[Augmentation]) -> None:
         self.augmentations: list[Augmentation] = []
         for augmentation in augmentations:
+            if not isinstance(augmentation, Augmentation):
+                raise TypeError(f"not an augmentation: {augmentation!r}")
             if isinstance(augmentation, Compose):
                 self.augmentations.extend(augmentation.augmentations)
             else:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import torch
 
 from .. import corruptions as C
-from ._base import PixelAugmentation
+from ._base import PixelAugmentation, check_range
 
 
-def _check(name: str, arg: str, value: float, low: float, high: float) -> None:
-    """Raise a ValueError naming the argument and its range unless ``low <= value <= high``."""
-    if not low <= value <= high:  # also catches NaN
-        raise ValueError(f"{name}: {arg} must be in [{low:g}, {high:g}], got {value}")
+def _check(name: str, arg: str, value: object, low: float, high: float) -> None:
+    """Raise a ValueError naming the argument and its range unless ``value`` is a finite
+    number with ``low <= value <= high``."""
+    check_range(name, arg, value, low, high)
 
 
 def _draw(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -194,8 +194,7 @@ class RandomLines(PixelAugmentation):
         if not float(self.count).is_integer():
             raise ValueError(f"lines: count must be a whole number, got {self.count}")
         self.count = int(self.count)
-        if not 0 < self.width <= 5:
-            raise ValueError(f"lines: width must be in (0, 5], got {self.width}")
+        check_range("lines", "width", self.width, 0, 5, low_open=True)
         _check("lines", "p", self.p, 0, 1)
 
     def change(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from ._base import Augmentation, Compose
+from ._base import Augmentation, Compose, check_range
 from ._pixels import (
     RandomBlur,
     RandomBrightness,
@@ -20,6 +20,9 @@ from ._pixels import (
 from ._warps import ElasticDistortion, RandomAffine
 
 _SPEC = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$")
+#: The longest spec string (the longest useful one, every family with every argument, is
+#: about 300 characters); a bound, so a hostile one costs no time.
+MAX_SPEC_LENGTH = 1000
 _NAMES: dict[str, type[Augmentation]] = {
     "affine": RandomAffine,
     "elastic": ElasticDistortion,
@@ -42,16 +45,27 @@ def parse_augment(spec: str | Augmentation | Sequence[Augmentation] | None) -> C
     ``fog``, ``thickness``, ``lines``, ``erase``), as in ``"affine,noise(std=0.3),fog"``,
     or from :class:`Augmentation` objects.
 
+    Every argument is checked: a number that is not finite (``nan``, ``inf``) or outside
+    its range, an argument given twice, and a spec longer than :data:`MAX_SPEC_LENGTH` are
+    refused.
+
     Raises:
         ValueError: Naming the unknown augmentation or argument, or the argument whose value
             is out of its range (and the range).
+        TypeError: If ``spec`` is neither a string, an augmentation nor a sequence of them.
     """
     if spec is None or spec == "" or spec == "none":
         return None
     if isinstance(spec, Augmentation):
         return spec if isinstance(spec, Compose) else Compose([spec])
-    if not isinstance(spec, str):
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
         return Compose(list(spec))
+    if not isinstance(spec, str):
+        raise TypeError(f"augmentation must be a spec string or augmentations, got {spec!r}")
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise ValueError(
+            f"augmentation spec of {len(spec):,} characters; at most {MAX_SPEC_LENGTH:,}"
+        )
     return Compose([_item(item) for item in re.split(r",\s*(?![^()]*\))", spec)])
 
 
@@ -73,10 +87,18 @@ def _item(item: str) -> Augmentation:
             raise ValueError(
                 f"{match.group(1)} has no argument {key!r}; arguments: {', '.join(fields)}"
             )
+        if key in kwargs:
+            raise ValueError(f"{match.group(1)}: argument {key!r} given twice")
         try:
             number = float(value)
         except ValueError:
             raise ValueError(f"{match.group(1)}({arg}): {value!r} is not a number") from None
-        # "scale=0.1" means a factor in [0.9, 1.1].
-        kwargs[key] = (1 - number, 1 + number) if cls is RandomAffine and key == "scale" else number
+        if cls is RandomAffine and key == "scale":
+            # "scale=0.1" means a factor in [0.9, 1.1].
+            check_range(
+                "affine", "scale (scale=0.1 means 0.9 to 1.1)", number, 0, 1, high_open=True
+            )
+            kwargs[key] = (1 - number, 1 + number)
+        else:
+            kwargs[key] = number
     return cls(**kwargs)

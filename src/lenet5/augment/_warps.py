@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._base import Augmentation, _uniform
+from ._base import Augmentation, _uniform, check_range
+
+#: The largest scale factor of :class:`RandomAffine`.
+MAX_SCALE = 10.0
+#: The largest ``alpha`` of :class:`ElasticDistortion`, in pixels.
+MAX_ALPHA = 1000.0
+#: The range of ``sigma`` of :class:`ElasticDistortion`, in pixels: a narrower Gaussian is
+#: no blur at all, a wider one a constant shift, and their weights would under- or overflow.
+SIGMA_RANGE = (0.01, 1000.0)
 
 
 @dataclass
@@ -17,11 +25,13 @@ class RandomAffine(Augmentation):
     """Random rotation, translation, scaling and shear of each image.
 
     Args:
-        degrees: Rotation drawn from ``[-degrees, degrees]``.
-        translate: Shift drawn from ``[-translate, translate]`` of the image size, per axis.
-        scale: Scale factor drawn from ``[scale[0], scale[1]]`` (in a spec string,
-            ``scale=0.1`` means ``(0.9, 1.1)``).
-        shear: Horizontal shear angle drawn from ``[-shear, shear]`` degrees.
+        degrees: Rotation drawn from ``[-degrees, degrees]``, ``0 <= degrees <= 180``.
+        translate: Shift drawn from ``[-translate, translate]`` of the image size, per axis,
+            ``0 <= translate < 1``.
+        scale: Scale factor drawn from ``[scale[0], scale[1]]``, ``0 < scale[0] <= scale[1]
+            <= 10`` (in a spec string, ``scale=0.1`` means ``(0.9, 1.1)``).
+        shear: Horizontal shear angle drawn from ``[-shear, shear]`` degrees, ``0 <= shear
+            < 90``.
     """
 
     degrees: float = 10.0
@@ -30,15 +40,15 @@ class RandomAffine(Augmentation):
     shear: float = 10.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.degrees <= 180:
-            raise ValueError(f"affine: degrees must be in [0, 180], got {self.degrees}")
-        if not 0 <= self.translate < 1:
-            raise ValueError(f"affine: translate must be in [0, 1), got {self.translate}")
-        low, high = self.scale
-        if not 0 < low <= high:
-            raise ValueError(f"affine: scale range must be positive, got {self.scale}")
-        if not 0 <= self.shear < 90:
-            raise ValueError(f"affine: shear must be in [0, 90), got {self.shear}")
+        self.degrees = check_range("affine", "degrees", self.degrees, 0, 180)
+        self.translate = check_range("affine", "translate", self.translate, 0, 1, high_open=True)
+        scale = self.scale
+        if not isinstance(scale, (tuple, list)) or len(scale) != 2:
+            raise ValueError(f"affine: scale must be a (low, high) pair, got {scale!r}")
+        low = check_range("affine", "scale's low end", scale[0], 0, MAX_SCALE, low_open=True)
+        high = check_range("affine", "scale's high end", scale[1], low, MAX_SCALE)
+        self.scale = (low, high)
+        self.shear = check_range("affine", "shear", self.shear, 0, 90, high_open=True)
 
     def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, device = grid.shape[0], grid.device
@@ -73,18 +83,17 @@ class ElasticDistortion(Augmentation):
     standard deviation ``sigma`` pixels and scaled by ``alpha`` pixels.
 
     Args:
-        alpha: Strength of the displacement, in pixels.
-        sigma: Smoothness of the displacement, in pixels.
+        alpha: Strength of the displacement, in pixels, ``0 <= alpha <= 1000``.
+        sigma: Smoothness of the displacement, in pixels, ``0.01 <= sigma <= 1000``.
     """
 
     alpha: float = 34.0
     sigma: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"elastic: alpha must be >= 0, got {self.alpha}")
-        if self.sigma <= 0:
-            raise ValueError(f"elastic: sigma must be > 0, got {self.sigma}")
+        # NaN passes "alpha < 0": every bound is checked as "inside", never as "not outside".
+        self.alpha = check_range("elastic", "alpha", self.alpha, 0, MAX_ALPHA)
+        self.sigma = check_range("elastic", "sigma", self.sigma, *SIGMA_RANGE)
 
     def warp(self, grid: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, h, w, _ = grid.shape

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..devices import is_device_spec
+from ..devices import is_device_spec, is_meta
 from ._errors import UsageError
 
 __all__ = [
@@ -35,6 +35,8 @@ PLOT_NAMES = ("training_curves", "confusion_matrix", "misclassified")
 def check_device(spec: str) -> str:
     """``--device``'s spelling, checked without torch: a malformed name is a usage error
     (an absent CUDA is not: :func:`~lenet5.devices.resolve_device` reports that later)."""
+    if is_meta(spec):
+        raise UsageError("--device meta holds no data and cannot run a model; use cpu or cuda")
     if not is_device_spec(spec):
         raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     return spec

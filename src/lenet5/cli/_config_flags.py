@@ -152,7 +152,8 @@ def config_from_args(
     training flags that were given.
 
     Raises:
-        ConfigError: If the result is not a valid config (or the recipe is unknown).
+        ConfigError: If the result is not a valid config (or the recipe is unknown); the
+            message starts with the flag when a given flag set the bad value.
     """
     values: dict[str, Any] = dict(base or {})
     recipe = getattr(args, "recipe", None)
@@ -161,8 +162,16 @@ def config_from_args(
             raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
         values.update(RECIPES[recipe])
     given = set(getattr(args, _GIVEN, ()))
+    flags = {}
     for spec in config_flags(cls):
         if spec.dest in given:
             value = getattr(args, spec.dest)
             values[spec.field] = (not value) if spec.negate else value
-    return cls.from_kwargs(values)
+            flags[spec.field] = spec.flag
+    try:
+        return cls.from_kwargs(values)
+    except ConfigError as exc:
+        field = getattr(exc, "field", None)
+        if field in flags:  # name the flag that set it
+            raise ConfigError(f"{flags[field]}: {exc}", field) from None
+        raise

@@ -11,10 +11,10 @@ before the run folder is touched. A refusal is a usage error.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .._io import loads_json
 from ..training.config import ConfigError, TrainConfig
 from ..training.run import RunFolder, RunFolderError, RunFolderLocked, RunSettings
 from ._common import check_output_folder
@@ -88,8 +88,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if resumed is None:
         refuse_used(run)
     check_output_folder(run.path, "--out")
-    with usage_errors(ConfigError):
+    try:
         config = config_from_args(args, recorded.current())
+    except ConfigError as exc:
+        # A value no flag gave comes from the resumed run's record: name the file.
+        named = str(exc).startswith("--") or resumed is None or not recorded.config
+        where = "" if named else f"{resumed.config_file if resumed else ''}: "
+        raise UsageError(f"{where}{exc}") from None
     callbacks = [n.strip() for n in (args.callbacks or "").split(",") if n.strip()]
     return Plan(
         run=run,
@@ -153,14 +158,29 @@ def plan_resume(plan: Plan, args: argparse.Namespace, train_size: int) -> Plan:
             the data or the number of processes differ from the run's.
         CheckpointError: If no intact checkpoint is there (exit code 1).
     """
-    from ..training.checkpoint import ResumeError, find_checkpoint, load_checkpoint
+    from ..training.checkpoint import (
+        CheckpointError,
+        ResumeError,
+        find_checkpoint,
+        load_checkpoint,
+    )
     from ..training.checkpoint import resume_overrides as overrides_of
 
     checkpoint = find_checkpoint(args.resume)
     _, saved = load_checkpoint(checkpoint)
-    trained_with = json.loads(saved["config"])
-    with usage_errors(ConfigError):
+    try:
+        trained_with = loads_json(saved["config"])
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{checkpoint}: its record of the settings is damaged ({exc})"
+        ) from None
+    if not isinstance(trained_with, dict):
+        raise CheckpointError(f"{checkpoint}: its record of the settings is not an object")
+    try:
         config = config_from_args(args, trained_with)
+    except ConfigError as exc:
+        named = str(exc).startswith("--")
+        raise UsageError(str(exc) if named else f"{checkpoint}: {exc}") from None
     try:
         new = overrides_of(
             trained_with, config, epochs_done=saved["epoch"], global_step=saved["global_step"]

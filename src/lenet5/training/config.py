@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._hints import did_you_mean
-from ..devices import is_device_spec
-from ._checks import ConfigError, check_norm, is_number, non_negative_int, one_of, positive_int
+from ..devices import is_device_spec, is_meta
 from .recipes import RECIPES as _RECIPES
 
 if TYPE_CHECKING:
@@ -40,6 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENGINES",
+    "MAX_COUNT",
+    "MAX_DIST_TIMEOUT",
+    "MAX_SEED",
     "OPTIMIZERS",
     "PRECISIONS",
     "RECIPES",
@@ -71,6 +73,79 @@ RECIPES: dict[str, dict[str, Any]] = _RECIPES
 STRATEGIES = ("auto", "single", "ddp")
 #: Numeric precisions accepted by ``precision=``: float32, or autocast to bfloat16 / float16.
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+class ConfigError(ValueError):
+    """A training setting has a value that cannot work.
+
+    Attributes:
+        field: The :class:`TrainConfig` field concerned, when one is (the command line
+            names its flag); ``None`` otherwise.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: The largest count (epochs, batch sizes, steps...) a setting may hold: what every index
+#: type torch uses can hold, and far beyond any real run.
+MAX_COUNT = 2**31 - 1
+#: The largest seed: torch's generators take 64-bit unsigned seeds.
+MAX_SEED = 2**64 - 1
+#: The longest ``dist_timeout``, in seconds (a year).
+MAX_DIST_TIMEOUT = 365 * 24 * 3600.0
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is an ``int`` or a ``float`` (not a ``bool``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def one_of(
+    name: str, value: object, choices: tuple[str, ...], alternative: str = "", *, shown: str = ""
+) -> None:
+    """Refuse a name that is not among ``choices``, listing them."""
+    if not isinstance(value, str) or value not in choices:
+        message = f"unknown {name} {shown or value!r}; choose one of {', '.join(choices)}"
+        raise ConfigError(f"{message} {alternative}" if alternative else message, name)
+
+
+def _int_in(name: str, value: object, low: int, high: int, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be {what} (at most {high:,}), got {value!r}", name)
+
+
+def positive_int(name: str, value: object) -> None:
+    """Refuse anything but an ``int`` in ``[1, MAX_COUNT]``."""
+    _int_in(name, value, 1, MAX_COUNT, "a positive integer")
+
+
+def non_negative_int(name: str, value: object) -> None:
+    """Refuse anything but an ``int`` in ``[0, MAX_COUNT]``."""
+    _int_in(name, value, 0, MAX_COUNT, "a non-negative integer")
+
+
+def check_norm(mean: object, std: object) -> None:
+    """Refuse a normalisation that is half given, not finite, or with ``std <= 0``."""
+    if (mean is None) != (std is None):
+        raise ConfigError(
+            f"give mean and std together (got mean={mean!r}, std={std!r}); "
+            "None for both uses the data's own statistics",
+            "mean" if mean is None else "std",
+        )
+    if mean is None:
+        return
+    if not _finite(mean):
+        raise ConfigError(f"mean must be a finite number (in [0, 1] units), got {mean!r}", "mean")
+    if not (_finite(std) and std > 0):  # type: ignore[operator]
+        raise ConfigError(
+            f"std must be a positive finite number (in [0, 1] units), got {std!r}", "std"
+        )
 
 
 @dataclass
@@ -274,27 +349,36 @@ class TrainConfig:
         non_negative_int("val_every_steps", self.val_every_steps)
         positive_int("accumulate_grad_batches", self.accumulate_grad_batches)
         if self.seed is not None:
-            non_negative_int("seed", self.seed)
-        if not is_number(self.dist_timeout) or not self.dist_timeout > 0:
-            raise ConfigError(f"dist_timeout must be a positive number, got {self.dist_timeout!r}")
+            _int_in("seed", self.seed, 0, MAX_SEED, "a non-negative integer or None")
+        timeout = self.dist_timeout
+        if not (_finite(timeout) and 0 < timeout <= MAX_DIST_TIMEOUT):
+            raise ConfigError(
+                f"dist_timeout must be a positive number of seconds (at most "
+                f"{MAX_DIST_TIMEOUT:,.0f}, a year), got {timeout!r}",
+                "dist_timeout",
+            )
 
     def _validate_rates(self) -> None:
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "ema_decay"):
             value = getattr(self, name)
-            if not is_number(value) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+            if not _finite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}", name)
         if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
+            raise ConfigError(f"lr must be positive, got {self.lr!r}", "lr")
         if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        clip = self.grad_clip_norm
-        if clip is not None and not (is_number(clip) and math.isfinite(clip) and clip > 0):
             raise ConfigError(
-                f"grad_clip_norm must be a positive number or None (no clipping), got {clip!r}"
+                f"weight_decay must be >= 0, got {self.weight_decay!r}", "weight_decay"
+            )
+        for name in ("momentum", "ema_decay", "label_smoothing"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}", name)
+        clip = self.grad_clip_norm
+        if clip is not None and not (_finite(clip) and clip > 0):
+            raise ConfigError(
+                f"grad_clip_norm must be a positive finite number or None (no clipping), "
+                f"got {clip!r}",
+                "grad_clip_norm",
             )
         check_norm(self.mean, self.std)
 
@@ -302,8 +386,11 @@ class TrainConfig:
         one_of("engine", self.engine, ENGINES)
         one_of("strategy", self.strategy, STRATEGIES)
         one_of("precision", self.precision, PRECISIONS)
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"compile must be True or False, got {self.compile!r}")
+        for name in ("compile", "deterministic", "verbose"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}", name
+                )
         if isinstance(self.optimizer, str):
             one_of(
                 "optimizer",
@@ -313,7 +400,9 @@ class TrainConfig:
                 shown=self.optimizer,
             )
         elif not callable(self.optimizer):
-            raise ConfigError(f"optimizer must be a name or a callable, got {self.optimizer!r}")
+            raise ConfigError(
+                f"optimizer must be a name or a callable, got {self.optimizer!r}", "optimizer"
+            )
         if isinstance(self.scheduler, str):
             one_of(
                 "scheduler",
@@ -324,28 +413,34 @@ class TrainConfig:
             )
         elif self.scheduler is not None and not callable(self.scheduler):
             raise ConfigError(
-                f"scheduler must be a name, a callable or None, got {self.scheduler!r}"
+                f"scheduler must be a name, a callable or None, got {self.scheduler!r}",
+                "scheduler",
             )
         if not isinstance(self.device, str):
             raise ConfigError(
-                f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}"
+                f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}",
+                "device",
             )
         if not is_device_spec(self.device):
             raise ConfigError(
                 f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+                + (" (meta holds no data: it cannot train)" if is_meta(self.device) else ""),
+                "device",
             )
 
     def _validate_augment(self) -> None:
         if self.augment is None:
             return
         if not isinstance(self.augment, str):
-            raise ConfigError(f"augment must be a spec string or None, got {self.augment!r}")
+            raise ConfigError(
+                f"augment must be a spec string or None, got {self.augment!r}", "augment"
+            )
         from ..augment import parse_augment
 
         try:
             parse_augment(self.augment)
         except ValueError as exc:
-            raise ConfigError(f"augment: {exc}") from None
+            raise ConfigError(f"augment: {exc}", "augment") from None
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
