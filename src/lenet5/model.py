@@ -20,9 +20,9 @@ The layout follows the reference implementation: two :class:`torch.nn.Sequential
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -32,11 +32,19 @@ import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
-from ._io import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, atomic_file
+from ._io import (
+    CARD_NAME,
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_file,
+    remove_stale_leftovers,
+    temporary_folder,
+)
 from .data import IMAGE_SIZE as IMAGE_SIZE  # also importable from here, as before
 from .weights import (
     Weights,
     WeightsError,
+    check_finite,
     check_tensors,
     header_meta,
     model_card,
@@ -272,10 +280,11 @@ class LeNet5(
     ) -> Path:
         """Write ``model.safetensors``, ``config.json`` and a model card ``README.md``.
 
-        The mixin writes the three files into a temporary folder; each is then copied into
-        ``save_directory`` under a temporary name and renamed into place
-        (:func:`lenet5._io.atomic_file`), so no file there is ever half-written. An existing
-        ``README.md`` is left alone, as the mixin does.
+        The mixin writes the three files into a hidden staging folder inside
+        ``save_directory``; each is then copied beside its destination under a temporary
+        name and renamed into place (:func:`lenet5._io.atomic_file`), so no file there is
+        ever half-written. Whatever a killed save left in the folder is removed by the next
+        one. An existing ``README.md`` is left alone, as the mixin does.
 
         Args:
             save_directory: The folder (created if needed).
@@ -289,18 +298,29 @@ class LeNet5(
 
         Returns:
             The folder.
+
+        Raises:
+            WeightsError: If a weight is NaN or infinite (a diverged run): nothing is
+                written.
+            lenet5._io.WriteError: If the folder cannot be written (naming it and the cause).
         """
         folder = Path(save_directory)
         card_kwargs = dict(model_card_kwargs or {})
         if metadata is not None:
             card_kwargs["metadata"] = dict(metadata)
-        # Atomic writes, the staging way: the mixin writes into a private temporary folder
-        # (it deletes an existing config.json first and writes in place), then each file is
-        # put in place with lenet5._io.atomic_file (a temporary name beside it, a rename).
+        # A diverged model is refused before anything is created or written.
+        check_finite(self.state_dict(), what=f"{type(self).__name__} (for {folder})")
+        # Atomic writes, the staging way: the mixin writes into a temporary folder (it
+        # deletes an existing config.json first and writes in place), then each file is put
+        # in place with lenet5._io.atomic_file (a temporary name beside it, a rename). The
+        # staging folder is a hidden one inside the target, named after this process, so
+        # that whatever a killed save left there (staging folder or temporary files) the
+        # next save removes: nothing accumulates, in the folder or in /tmp.
         header = _HEADER.set(card_kwargs.get("metadata"))
+        created = not folder.exists()
         try:
-            with tempfile.TemporaryDirectory(prefix="lenet5-save-") as tmp:
-                staged = Path(tmp)
+            with temporary_folder(folder, "lenet5-save") as staged:
+                remove_stale_leftovers(folder)
                 super().save_pretrained(
                     staged,
                     config={**(config or {}), **self.config()},
@@ -311,6 +331,11 @@ class LeNet5(
                         continue
                     with atomic_file(folder / name) as part:
                         shutil.copyfile(staged / name, part)
+        except BaseException:
+            if created:  # a folder made for nothing goes again (only if empty)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         finally:
             _HEADER.reset(header)
         if push_to_hub:

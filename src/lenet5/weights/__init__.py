@@ -18,6 +18,7 @@ from ._bundled import get_weights, registry
 from ._card import model_card
 from ._files import (
     WeightsError,
+    check_finite,
     check_tensors,
     infer_config,
     load_weights,
@@ -25,7 +26,7 @@ from ._files import (
     save_weights,
 )
 from ._record import Weights, WeightsMeta, weights_meta
-from ._resolve import Resolved, header_meta, resolve_pretrained
+from ._resolve import Resolved, check_weights_name, header_meta, resolve_pretrained
 
 #: The bundled weight sets by name: ``{"mnist-v1": Weights(...), ...}``.
 REGISTRY = _bundled.REGISTRY
@@ -40,7 +41,9 @@ __all__ = [
     "Weights",
     "WeightsError",
     "WeightsMeta",
+    "check_finite",
     "check_tensors",
+    "check_weights_name",
     "get_weights",
     "header_meta",
     "infer_config",

@@ -8,7 +8,6 @@ any model is built from it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +17,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, read_json_file
 
 __all__ = [
     "WeightsError",
     "check_config",
+    "check_finite",
     "check_tensors",
     "infer_config",
     "load_weights",
@@ -43,6 +43,26 @@ class WeightsError(ValueError):
     """A weights file is missing, unreadable, tampered with, or does not fit the model."""
 
 
+def check_finite(tensors: Mapping[str, torch.Tensor], *, what: str = "the model") -> None:
+    """Refuse weights that hold NaN or infinite values (a diverged run's): saved, they
+    would load without a word and predict nonsense.
+
+    Raises:
+        WeightsError: Naming the tensors and what to do.
+    """
+    bad = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise WeightsError(
+            f"{what} holds NaN or infinite weights ({shown}); not saved. The training "
+            "diverged: lower the learning rate, or resume from an earlier checkpoint"
+        )
+
+
 def save_weights(
     model: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, str] | None = None
 ) -> Path:
@@ -58,6 +78,8 @@ def save_weights(
 
     Raises:
         TypeError: If a metadata key or value is not a string.
+        WeightsError: If a weight is NaN or infinite (:func:`check_finite`); nothing is
+            written.
     """
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -65,6 +87,7 @@ def save_weights(
                 f"safetensors metadata must map strings to strings; {key!r}: {value!r} is not"
             )
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    check_finite(tensors, what=f"{type(model).__name__} (for {path})")
     # Serialised in memory first (a LeNet-5 is 180 kB), so that a failed write is an OS error
     # that _io names ("cannot write PATH: No space left on device"), not safetensors' own.
     data = save(tensors, metadata={"format": "pt", **(metadata or {})})
@@ -186,17 +209,28 @@ def infer_config(tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
 MAX_CONSTRUCTOR_VALUE = 100_000
 
 
+#: The largest ``config.json`` read (lenet5 writes about 40 bytes).
+MAX_CONFIG_BYTES = 2**20
+#: The deepest nesting a ``config.json`` may have.
+MAX_CONFIG_DEPTH = 16
+
+
 def read_config(path: Path) -> dict[str, int]:
     """The constructor arguments of a ``config.json`` (other keys are ignored).
 
+    The file is bounded: at most :data:`MAX_CONFIG_BYTES` bytes, nested at most
+    :data:`MAX_CONFIG_DEPTH` levels, strict JSON (no ``NaN``).
+
     Raises:
-        WeightsError: If the file is unreadable, not a JSON object, or an argument is not a
-            positive integer.
+        WeightsError: If the file is unreadable, too large or deep, not a JSON object, or
+            an argument is not a positive integer.
     """
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"cannot read model config {path}: {exc}") from exc
+        config = read_json_file(path, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_CONFIG_DEPTH)
+    except OSError as exc:
+        raise WeightsError(f"cannot read model config {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise WeightsError(f"cannot read model config {path}: {exc}") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{path} must hold a JSON object of constructor arguments")
     arguments = {k: v for k, v in config.items() if k in _SHAPE_OF}

@@ -7,7 +7,7 @@ checked against the tensor shapes, so that a model can be built from the record 
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 
 from .._hints import did_you_mean
-from .._io import CONFIG_NAME, WEIGHTS_NAME
+from .._io import CONFIG_NAME, WEIGHTS_NAME, loads_json
 from ..data import DATASETS
 from ._bundled import registry
 from ._files import WeightsError, check_config, infer_config, read_config, read_safetensors
 from ._hub import hub_files
 from ._record import Weights, WeightsMeta, weights_meta
 
-__all__ = ["Resolved", "header_meta", "resolve_pretrained"]
+__all__ = ["Resolved", "check_weights_name", "header_meta", "resolve_pretrained"]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -52,26 +52,54 @@ class Resolved:
         return self.weights.config()
 
 
+#: The range of each number a header may hold: (low, high, whether low itself is refused).
+_HEADER_RANGES = {
+    "mean": (-1e6, 1e6, False),
+    "std": (0.0, 1e6, True),
+    "test_accuracy": (0.0, 100.0, False),
+}
+#: The most class names a header may list, and the longest name.
+MAX_CLASSES = 100_000
+MAX_CLASS_NAME = 1000
+
+
 def _header_number(metadata: Mapping[str, str], key: str, source: str) -> float | None:
+    """A number of the header, finite and in its range (:data:`_HEADER_RANGES`)."""
     if key not in metadata:
         return None
+    low, high, low_open = _HEADER_RANGES[key]
+    text = metadata[key]
     try:
-        return float(metadata[key])
-    except ValueError:
+        number = float(text)
+    except (TypeError, ValueError):
         raise WeightsError(
-            f"{source}: header field {key!r} must be a number, got {metadata[key]!r}"
+            f"{source}: header field {key!r} must be a number, got {text!r}"
         ) from None
+    above = number > low if low_open else number >= low
+    if not (math.isfinite(number) and above and number <= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise WeightsError(
+            f"{source}: header field {key!r} must be a finite number in {interval}, got "
+            f"{text!r}; the file is damaged or was written by another program"
+        )
+    return number
 
 
 def _header_classes(metadata: Mapping[str, str], source: str) -> tuple[str, ...] | None:
+    """The class names of the header: a JSON list of strings, bounded in count and length."""
     if "classes" not in metadata:
         return None
     try:
-        classes = json.loads(metadata["classes"])
-    except json.JSONDecodeError:
+        classes = loads_json(metadata["classes"], max_depth=1)
+    except ValueError:
         classes = None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise WeightsError(f"{source}: header field 'classes' must be a JSON list of strings")
+    if len(classes) > MAX_CLASSES or any(len(c) > MAX_CLASS_NAME for c in classes):
+        raise WeightsError(
+            f"{source}: header field 'classes' holds more than {MAX_CLASSES:,} names or a "
+            f"name of more than {MAX_CLASS_NAME:,} characters; the file is damaged"
+        )
     return tuple(classes)
 
 
@@ -92,7 +120,9 @@ def header_meta(
     ``"0"``, ``"1"``... if those do not match either.
 
     Raises:
-        WeightsError: If a header field is malformed.
+        WeightsError: If a header field is malformed: ``mean`` or ``std`` not a finite
+            number (``std`` not positive), ``test_accuracy`` not in [0, 100], ``classes``
+            not a JSON list of strings.
     """
     dataset = metadata.get("dataset", "mnist")
     facts = DATASETS.get(dataset, DATASETS["mnist"])
@@ -146,6 +176,38 @@ def _from_registry(entry: Weights) -> Resolved:
     return Resolved(tensors=tensors, metadata=metadata, weights=entry, source=source)
 
 
+def check_weights_name(name_or_path: object) -> str:
+    """The text of a weights name or path, refused when it cannot name weights.
+
+    An empty or blank name would otherwise mean the working folder (``Path("")`` is
+    ``.``), and a name with a NUL byte cannot be a path.
+
+    Raises:
+        WeightsError: For a name that is not a string or path, empty, blank, with spaces
+            around it (unless such a file exists) or with a NUL byte.
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise WeightsError(
+            f"weights must be named by a string or a path, got {type(name_or_path).__name__}"
+        )
+    text = os.fspath(name_or_path)
+    if not isinstance(text, str):
+        raise WeightsError(f"weights path {text!r} must be text, not bytes")
+    if not text.strip():
+        raise WeightsError(
+            f"empty weights name {text!r}: give a registry name ({', '.join(sorted(registry()))}),"
+            " a folder, a .safetensors file or a Hub repo id (for the working folder, say '.')"
+        )
+    if "\0" in text:
+        raise WeightsError(f"weights name {text!r} holds a NUL character")
+    if text != text.strip() and not os.path.lexists(text):
+        raise WeightsError(
+            f"weights name {text!r} has spaces around it (and no such file exists); "
+            f"did you mean {text.strip()!r}?"
+        )
+    return text
+
+
 def resolve_pretrained(
     name_or_path: str | os.PathLike[str],
     *,
@@ -161,10 +223,11 @@ def resolve_pretrained(
     built: ``config.json`` is checked against the tensor shapes first.
 
     Raises:
-        WeightsError: If nothing matches, or the files are unreadable, fail their checksum
-            or contradict each other.
+        WeightsError: If the name is empty or blank (:func:`check_weights_name`), nothing
+            matches, or the files are unreadable, fail their checksum or contradict each
+            other.
     """
-    text = os.fspath(name_or_path)
+    text = check_weights_name(name_or_path)
     known = registry()
     if text in known:
         return _from_registry(known[text])
