@@ -8,6 +8,7 @@ greyscale, dark-on-light or light-on-dark, with or without transparency.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -74,8 +75,13 @@ def _open_regular_file(path: Path) -> int:
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
         fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise ImageError(f"{path}: a dangling symbolic link (to {target}, missing)") from None
         raise ImageError(f"{path}: file not found") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(f"{path}: a symbolic link loop (it never reaches a file)") from None
         raise ImageError(f"{path}: cannot open the file ({exc.strerror or exc})") from None
     info = os.fstat(fd)
     problem = _not_regular(info.st_mode)
