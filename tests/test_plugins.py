@@ -212,9 +212,10 @@ def test_cli_broken_plugin_fails_with_one_line(
 @pytest.mark.usefixtures("installed")
 def test_cli_info_lists_plugins(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
-    out = capsys.readouterr().out
-    assert f"recorder ({PLUGIN_MODULE} 0.1)" in out
-    assert re.search(r"^warning: .*broken_plugin", out, re.MULTILINE)
+    captured = capsys.readouterr()
+    assert f"recorder ({PLUGIN_MODULE} 0.1)" in captured.out
+    # The CLI's own voice: one line on stderr, never Python's file:line format.
+    assert re.search(r"^lenet5 info: warning: .*broken_plugin", captured.err, re.MULTILINE)
 
 
 # --------------------------------------------------------------------------- docs vs info

@@ -3,7 +3,9 @@
 A command raises; :func:`run_command` decides: :class:`UsageError` (or a library error that
 the command marked as one with :func:`usage_errors`) exits with 2, a stop signal with 128
 plus its number (Ctrl-C: 130), a closed output pipe quietly with 141, any other exception
-with 1; ``--debug`` lets the traceback through instead. Every message is one line that
+with 1; ``--debug`` lets the traceback through instead. Warnings are the command's too
+(:func:`warnings_in_our_voice`): ``lenet5 COMMAND: warning: ...``, one line each, each
+text once, never Python's ``file:line`` format with a source line. Every message is one line that
 names the file or folder concerned: lenet5's own errors do; an :class:`OSError` is told by
 its file name, and any other exception by what the command was doing (:func:`doing`), so
 that a message of torch's or zlib's never comes alone.
@@ -16,7 +18,9 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 from ._signals import exit_code, signal_name
 
@@ -32,6 +36,8 @@ __all__ = [
     "interrupted",
     "run_command",
     "usage_errors",
+    "warn_line",
+    "warnings_in_our_voice",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -104,6 +110,43 @@ def describe(exc: BaseException) -> str:
     return one_line(message)
 
 
+def warn_line(name: str, message: object) -> None:
+    """Print one warning of command ``name`` (``lenet5 train``), on one line, to stderr."""
+    print(f"{name}: warning: {one_line(str(message))}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def warnings_in_our_voice(name: str) -> Iterator[None]:
+    """Show the warnings raised in the block as ``NAME: warning: MESSAGE``, one line each,
+    once per cause (a warning's ``lenet5_cause`` attribute, else its text: the two splits
+    of a data folder that differs from the official release say so in one line), never
+    with Python's ``file:line`` and source line.
+
+    Which warnings show is still Python's filters' choice (``-W``, ``PYTHONWARNINGS``).
+    """
+    seen: set[str] = set()
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = one_line(str(message))
+        # A warning may name its cause (lenet5_cause): one line per cause, not per file.
+        cause = str(getattr(message, "lenet5_cause", text))
+        if cause not in seen:
+            seen.add(cause)
+            warn_line(name, text)
+
+    with warnings.catch_warnings():
+        shown: Any = show
+        warnings.showwarning = shown
+        yield
+
+
 def interrupted(exc: KeyboardInterrupt) -> tuple[str, int]:
     """The message and exit code of a command ended by Ctrl-C or another stop signal."""
     signum = getattr(exc, "signum", int(signal.SIGINT))
@@ -131,7 +174,8 @@ def run_command(
     """Run one command and turn what it raises into an exit code and a one-line message."""
     name = f"lenet5 {args.command}"
     try:
-        code = command(args)
+        with warnings_in_our_voice(name):
+            code = command(args)
         sys.stdout.flush()  # here, so that a closed pipe is noticed here
         return code
     except BrokenPipeError:

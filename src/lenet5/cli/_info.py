@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ._errors import EXIT_OK
+from ._errors import EXIT_OK, warn_line
 from ._parser import DATASET_NAMES
 
 __all__ = ["register"]
@@ -63,7 +63,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         names = available_callbacks()
     print("callbacks: " + ", ".join(f"{n} ({src})" for n, src in names.items()))
     for w in caught:
-        print(f"warning: {w.message}")
+        warn_line("lenet5 info", w.message)
     return EXIT_OK
 
 

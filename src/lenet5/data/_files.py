@@ -147,16 +147,26 @@ def _read_split(
     folder: Path, info: DatasetInfo, split: Split, *, verify: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels of one split, checked against each other and the dataset."""
-    tensors = {}
+    tensors, paths, unofficial = {}, {}, []
     for kind in ("images", "labels"):
         file_name = info.files[(split, kind)]
         path = _locate(folder, file_name)
         if path is None:  # pragma: no cover - find_data_dir checked this
             raise DataError(f"{folder / file_name}[.gz]: file not found")
         read = read_idx_file(path, image_size=(IMAGE_SIZE, IMAGE_SIZE))
-        if verify:
-            _check_identity(path, file_name, read.md5, info)
-        tensors[kind] = read.tensor
+        if verify and not _check_identity(path, file_name, read.md5, info):
+            unofficial.append(path.name)
+        tensors[kind], paths[kind] = read.tensor, path
+    if unofficial:
+        # One warning per split, not per file; its cause is the folder, so the command
+        # line shows one line for the whole folder (lenet5.cli._errors).
+        warning = UserWarning(
+            f"{folder}: {' and '.join(unofficial)} differ from the official {info.name} "
+            "release (MD5 of the decompressed data); the files are well-formed, but results "
+            "may not be comparable with published ones"
+        )
+        warning.lenet5_cause = f"unofficial data in {folder}"  # type: ignore[attr-defined]
+        warnings.warn(warning, stacklevel=3)
     images, labels = tensors["images"], tensors["labels"]
     if images.dim() != 3 or labels.dim() != 1:
         raise DataError(
@@ -164,33 +174,36 @@ def _read_split(
             f"{info.files[(split, 'labels')]} labels (1 dimension); are the files swapped?"
         )
     if images.shape[0] == 0:
-        raise DataError(f"{folder}: the {split} split holds no images (shape 0x28x28)")
+        raise DataError(
+            f"{paths['images']}: holds no images (its header says 0x28x28): the {split} split "
+            "is empty"
+        )
     if images.shape[0] != labels.shape[0]:
         raise DataError(
-            f"{folder}: {images.shape[0]:,} images but {labels.shape[0]:,} labels in the "
-            f"{split} split; one of the files is wrong"
+            f"{paths['labels']}: {images.shape[0]:,} images but {labels.shape[0]:,} labels in "
+            f"the {split} split (the images are {paths['images'].name}); one of the files is "
+            "wrong"
         )
     if int(labels.max()) >= len(info.classes):
         raise DataError(f"{folder}: label {int(labels.max())} out of range for {info.name}")
     return images, labels
 
 
-def _check_identity(path: Path, file_name: str, md5: str, info: DatasetInfo) -> None:
-    """Refuse another known dataset's file; warn about an unknown variant of this one."""
+def _check_identity(path: Path, file_name: str, md5: str, info: DatasetInfo) -> bool:
+    """Whether the file is the official release's; refuse another known dataset's.
+
+    Raises:
+        DataError: If the file is another known dataset's (its MD5 says which).
+    """
     if md5 == info.md5[file_name]:
-        return
+        return True
     other = identify_file(file_name, md5)
     if other is not None:
         raise DataError(
             f"{path} is a {other} file (its MD5 is {other}'s), not {info.name}; to use it, "
             f"say so: dataset={other!r} (lenet5: --dataset {other})"
         )
-    warnings.warn(
-        f"{path}: MD5 of the decompressed data is {md5}, expected {info.md5[file_name]}; the "
-        "file is well-formed but differs from the official release, so results may not be "
-        "comparable with published ones",
-        stacklevel=3,
-    )
+    return False
 
 
 def identify_dataset(folder: str | os.PathLike[str]) -> str | None:

@@ -8,7 +8,10 @@ returns a callback when called without arguments)::
     wandb = "my_package.callbacks:WandbLogger"
 
 Plugins are only imported when asked for by name (or listed), so a broken plugin never
-affects runs that do not use it.
+affects runs that do not use it. A plugin cannot end the program either: anything it raises
+while imported or built (``SystemExit`` and ``GeneratorExit`` included, only
+``KeyboardInterrupt`` excepted) makes it a failed plugin, a :class:`CallbackError` naming
+it.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ def _distribution(ep: EntryPoint) -> str:
 def _load(ep: EntryPoint) -> Callable[[], Callback]:
     try:
         factory = ep.load()
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a plugin cannot end the program
         raise CallbackError(
             f"plugin callback {ep.name!r} from {_distribution(ep)} failed to import "
             f"({type(exc).__name__}: {exc}); fix or uninstall that distribution"
@@ -108,7 +113,9 @@ def create_callback(name: str) -> Callback:
         factory = _load(ep)
         try:
             callback = factory()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a plugin cannot end the program
             raise CallbackError(
                 f"plugin callback {name!r} from {_distribution(ep)} could not be created: {exc}"
             ) from exc
