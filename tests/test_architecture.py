@@ -190,3 +190,38 @@ def test_every_top_level_name_resolves_to_its_defining_module() -> None:
             continue
         home = lenet5._HOMES[name]
         assert getattr(sys.modules[f"lenet5.{home}"], name) is value, name
+
+
+PUBLIC_PACKAGES = (
+    "lenet5",
+    "lenet5.data",
+    "lenet5.augment",
+    "lenet5.corruptions",
+    "lenet5.weights",
+    "lenet5.export",
+    "lenet5.training.callbacks",
+    "lenet5.training.checkpoint",
+    "lenet5.training.trainer",
+    "lenet5.cli",
+)
+
+
+@pytest.mark.parametrize("package", PUBLIC_PACKAGES)
+def test_public_names_have_a_public_module(package: str) -> None:
+    """Reprs, errors, pickles and the API reference name the path users import from: each
+    public name's ``__module__`` has no private part and gives the same object back."""
+    import importlib
+    import inspect
+    import pickle
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        home = getattr(value, "__module__", None)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue  # constants and type aliases carry no module of their own
+        assert not any(part.startswith("_") for part in home.split(".")), (name, home)
+        assert getattr(importlib.import_module(home), value.__name__) is value, name
+        if isinstance(value, type):
+            assert pickle.loads(pickle.dumps(value)) is value, name
+    assert repr(lenet5.DevicePlacement) == "<class 'lenet5.training.callbacks.DevicePlacement'>"

@@ -104,6 +104,11 @@ class WriteError(OSError):
         return str(self.strerror)
 
 
+# Users import it from the top level (this module is private), and reprs, pickles and the
+# API reference say so.
+WriteError.__module__ = "lenet5"
+
+
 @contextlib.contextmanager
 def _named(path: Path) -> Iterator[None]:
     """Re-raise an OS error as a :class:`WriteError` that names ``path`` and the cause."""

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ._hints import publish
 from ._io import atomic_file
 from ._onnx_graph import (
     ExportError,
@@ -100,3 +101,6 @@ def export_model(
     if format == "onnx":
         return export_onnx(model, path)
     raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+
+
+publish(__name__, globals())

@@ -21,6 +21,7 @@ Changes of pixel values (:class:`PixelAugmentation`), random versions of the cor
 interpolated a single time. :func:`parse_augment` builds one from a spec string.
 """
 
+from .._hints import publish
 from ._base import Augmentation, Compose, PixelAugmentation
 from ._pixels import (
     RandomBlur,
@@ -53,3 +54,6 @@ __all__ = [
     "RandomThickness",
     "parse_augment",
 ]
+
+
+publish(__name__, globals())

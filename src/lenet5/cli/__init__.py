@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .._hints import did_you_mean
+from .._hints import did_you_mean, publish
 from .._version import __version__
 from . import _evaluate, _export, _info, _predict, _train
 from ._config_flags import config_from_args
@@ -80,3 +80,6 @@ def _main(argv: Sequence[str] | None) -> int:
         hint = did_you_mean(first, flags) if first.startswith("--") else ""
         command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return run_command(args.func, args, parser)
+
+
+publish(__name__, globals())

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from .._hints import publish
 from ._pixels import (
     Corruption,
     Severity,
@@ -143,3 +144,6 @@ def corrupt(images: torch.Tensor, name: str, seed: int = 0) -> torch.Tensor:
     out = CORRUPTIONS[name](x, torch.Generator().manual_seed(seed))
     out = out.mul(255).round_().clamp_(0, 255).to(torch.uint8)
     return out.squeeze(1) if images.dim() == 3 else out
+
+
+publish(__name__, globals())

@@ -12,6 +12,7 @@ directly, or in torchvision's layout (``<root>/MNIST/raw/`` or
 ``<root>/FashionMNIST/raw/``), gzipped or not.
 """
 
+from .._hints import publish
 from . import _facts
 from ._adapters import as_image_set, known_norm
 from ._facts import (
@@ -81,3 +82,6 @@ MNIST_STD: float = _facts.MNIST_STD
 #: The datasets this package knows, by name (:class:`DatasetInfo` records: files, MD5 sums of
 #: the decompressed files, classes, mean and std).
 DATASETS: dict[str, DatasetInfo] = _facts.DATASETS
+
+
+publish(__name__, globals())

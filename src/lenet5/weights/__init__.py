@@ -13,6 +13,7 @@ tensors with the model's and names every missing, unexpected, misshaped or non-f
 tensor; a ``config.json`` is checked against the tensor shapes before any model is built.
 """
 
+from .._hints import publish
 from . import _bundled
 from ._bundled import get_weights, registry
 from ._card import model_card
@@ -55,3 +56,6 @@ __all__ = [
     "save_weights",
     "weights_meta",
 ]
+
+
+publish(__name__, globals())

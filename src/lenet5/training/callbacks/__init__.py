@@ -16,6 +16,7 @@ progress bar, CSV), ``_tensorboard`` (TensorBoard event files, an optional depen
 
 from __future__ import annotations
 
+from ..._hints import publish
 from ._base import HOOKS as _HOOKS
 from ._base import Callback, CallbackError, UnknownCallbackError, check_callback
 from ._control import Checkpoint, EarlyStopping
@@ -46,3 +47,6 @@ __all__ = [
 #: The hook names, in the order a fit calls them: :class:`Callback`'s ``on_*`` methods, in the
 #: order the class defines them (so a new hook is added to the class and nowhere else).
 HOOKS: tuple[str, ...] = _HOOKS
+
+
+publish(__name__, globals())
