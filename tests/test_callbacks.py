@@ -64,6 +64,9 @@ class Recorder(Callback):
     def on_before_optimizer_step(self, state: TrainState) -> None:
         self._record("on_before_optimizer_step", state)
 
+    def on_after_optimizer_step(self, state: TrainState) -> None:
+        self._record("on_after_optimizer_step", state)
+
     def on_batch_end(self, state: TrainState) -> None:
         self._record("on_batch_end", state)
 
@@ -100,7 +103,13 @@ class StopAfter(Callback):
 def test_hook_order_across_a_fit(tiny_train: ImageSet, tiny_test: ImageSet) -> None:
     recorder = Recorder()
     state = quiet(epochs=2, val_every=2, callbacks=[recorder]).fit(tiny_train, tiny_test)
-    step = ["on_batch_start", "on_before_backward", "on_before_optimizer_step", "on_batch_end"]
+    step = [
+        "on_batch_start",
+        "on_before_backward",
+        "on_before_optimizer_step",
+        "on_after_optimizer_step",
+        "on_batch_end",
+    ]
     assert recorder.hooks == [
         "on_fit_start",
         "on_epoch_start",
@@ -551,6 +560,7 @@ def test_hooks_are_the_callback_methods_in_definition_order() -> None:
         "on_batch_start",
         "on_before_backward",
         "on_before_optimizer_step",
+        "on_after_optimizer_step",
         "on_batch_end",
         "on_validation_end",
         "on_epoch_end",
@@ -596,3 +606,22 @@ def test_the_callback_api_has_one_public_path() -> None:
     stopper = pickle.loads(pickle.dumps(EarlyStopping(patience=4)))
     assert type(stopper) is EarlyStopping
     assert stopper.patience == 4
+
+
+def test_on_after_optimizer_step_changes_what_the_ema_averages(tiny_train: ImageSet) -> None:
+    """A projection in on_after_optimizer_step holds on the weights and on the EMA copy
+    (which the fit returns): weight clipping to [-0.01, 0.01]."""
+    seen: list[tuple[int, float]] = []
+
+    class ClipWeights(Callback):
+        def on_after_optimizer_step(self, state: TrainState) -> None:
+            seen.append((state.global_step, float(state.optimizer.param_groups[0]["lr"])))
+            with torch.no_grad():
+                for p in state.model.parameters():
+                    p.clamp_(-0.01, 0.01)
+
+    trainer = quiet(epochs=2, ema_decay=0.9, scheduler="cosine", callbacks=[ClipWeights()])
+    trainer.fit(tiny_train)
+    assert [step for step, _ in seen] == [1, 2, 3, 4]  # global_step counts the step
+    assert seen[0][1] == trainer.config.lr  # before the schedule steps
+    assert all(float(p.abs().max()) <= 0.01 + 1e-7 for p in trainer.model.parameters())

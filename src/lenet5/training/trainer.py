@@ -12,7 +12,7 @@ the order it happens:
    ``on_epoch_end``.
 3. **One step**: ``on_batch_start``; forward and loss; ``on_before_backward``; backward; at
    the end of an accumulation group ``on_before_optimizer_step``, clipping, the optimizer
-   step, the schedule and the EMA; ``on_batch_end``.
+   step, ``on_after_optimizer_step``, the schedule and the EMA; ``on_batch_end``.
 4. **Validation**, and :meth:`~Trainer.evaluate` / :meth:`~Trainer.predict`.
 
 Every hook is called where it runs, in :data:`~lenet5.training.callbacks.HOOKS` order.
@@ -581,8 +581,8 @@ class Trainer(Generic[ModelT]):
         return (reported * share if state.world_size > 1 else reported), correct
 
     def _optimizer_step(self, state: TrainState, correction: float = 1.0) -> None:
-        """Unscale, ``on_before_optimizer_step``, clip, step the optimizer, the schedule
-        and the EMA, zero the gradients.
+        """Unscale, ``on_before_optimizer_step``, clip, step the optimizer and zero the
+        gradients, ``on_after_optimizer_step``, step the schedule and the EMA.
 
         Args:
             state: The fit, with the group's summed gradients in place.
@@ -609,11 +609,12 @@ class Trainer(Generic[ModelT]):
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        state.global_step += 1
+        self._call("on_after_optimizer_step", state)  # may change the new weights in place
         if state.scheduler is not None:
             state.scheduler.step()
         if state.ema is not None:
             state.ema.update_parameters(state.model)
-        state.global_step += 1
 
     # ================================================================ 4. validation
 

@@ -65,6 +65,14 @@ class Callback:
         the summed gradients in ``p.grad``, unscaled under ``"16-mixed"``, before
         ``grad_clip_norm`` clips them: clip or inspect them here."""
 
+    def on_after_optimizer_step(self, state: TrainState) -> None:
+        """Called once per optimizer step, right after ``optimizer.step()`` (gradients
+        zeroed, ``state.global_step`` already counting this step), before the schedule
+        steps and before the EMA averages the new weights: change ``state.model``'s
+        weights in place here (pruning masks, weight clipping, projections) and the EMA
+        (``state.ema.module``, the averaged copy the fit returns) averages what you
+        leave."""
+
     def on_batch_end(self, state: TrainState) -> None:
         """Called after every batch (``state.batch_loss`` is its loss; ``global_step`` has
         moved on if the batch ended an accumulation group)."""
