@@ -20,8 +20,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lenet5
 from cli_helpers import one_line_error, run_main
-from lenet5.training._checks import ConfigError as OldConfigError
 from lenet5.training.config import MAX_SEED, ConfigError, TrainConfig
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -67,8 +67,9 @@ def test_the_extreme_seeds_torch_accepts_are_accepted() -> None:
         torch.Generator().manual_seed(config.seed)  # what the trainer does with it
 
 
-def test_config_error_lives_in_config_and_the_old_module_re_exports_it() -> None:
-    assert OldConfigError is ConfigError
+def test_config_error_lives_in_config() -> None:
+    assert lenet5.ConfigError is ConfigError
+    assert ConfigError.__module__ == "lenet5.training.config"
 
 
 # Values of every kind, the edge ones included, for any field.
