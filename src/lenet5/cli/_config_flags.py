@@ -172,6 +172,7 @@ def config_from_args(
         return cls.from_kwargs(values)
     except ConfigError as exc:
         field = getattr(exc, "field", None)
-        if field in flags:  # name the flag that set it
-            raise ConfigError(f"{flags[field]}: {exc}", field) from None
+        if field in flags:  # name the flag that set it (once: "--augment: elastic: ...")
+            message = str(exc).removeprefix(f"{field}: ")
+            raise ConfigError(f"{flags[field]}: {message}", field) from None
         raise
