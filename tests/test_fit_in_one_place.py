@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -172,3 +174,51 @@ def test_warnings_point_at_the_users_line(tiny_train: ImageSet, tmp_path: Path) 
     other = [w for w in caught if "another run" in str(w.message)]
     assert len(other) == 1
     assert (Path(other[0].filename).resolve(), other[0].lineno) == (Path(__file__).resolve(), line)
+
+
+def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(
+    tmp_path: Path, small_mnist_dir: Path, run_cli: Callable[..., Any]
+) -> None:
+    """``--lr 1e300`` used to train to the end, print 8% and save NaN weights with exit 0."""
+    out = tmp_path / "run"
+    result = run_cli(
+        "train", "--data-dir", small_mnist_dir, "--out", out, "--epochs", "3",
+        "--lr", "1e300", "--batch-size", "500", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if "warning" not in line]
+    assert len(error) == 1
+    assert "the training loss became nan in epoch 1" in error[0]
+    assert "lower the learning rate" in error[0]
+    assert not (out / "model.safetensors").exists()
+    assert not (out / "results.json").exists()
+    # The loss is NaN from the first epoch on, so there was no good checkpoint to keep.
+    assert list(out.glob("checkpoints/epoch-*")) == []
+
+
+def test_non_finite_weights_never_become_a_checkpoint(tmp_path: Path, tiny_train: ImageSet) -> None:
+    from lenet5 import CheckpointError
+    from lenet5.training.checkpoint import CheckpointConnector
+
+    state = Trainer(epochs=1, verbose=False, device="cpu").fit(tiny_train)
+    with torch.no_grad():
+        next(state.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"epoch 1 holds NaN or infinite weights \(features\.0\.weight\)"):
+        CheckpointConnector(state).save(tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_crafted_checkpoint_config_is_a_checkpoint_error(
+    tmp_path: Path, tiny_train: ImageSet
+) -> None:
+    """A trainer.pt whose settings nest 100,000 lists deep: one line, no RecursionError."""
+    from lenet5 import CheckpointError
+    from lenet5.training.checkpoint import CheckpointConnector, load_checkpoint
+
+    state = Trainer(epochs=1, verbose=False, device="cpu").fit(tiny_train)
+    folder = CheckpointConnector(state).save(tmp_path)
+    saved = torch.load(folder / "trainer.pt", weights_only=True)
+    saved["config"] = "[" * 100_000 + "]" * 100_000
+    torch.save(saved, folder / "trainer.pt")
+    with pytest.raises(CheckpointError, match="'config' is not the settings as JSON"):
+        load_checkpoint(folder)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 import pickle
 import re
@@ -43,7 +42,10 @@ from .._io import (
     WEIGHTS_NAME,
     atomic_folder,
     atomic_write_text,
+    dumps_json,
+    loads_json,
 )
+from ..weights import WeightsError, check_finite
 from ._modules import strip_wrapper_prefixes, unwrap
 from .config import TrainConfig
 from .state import Override, TrainState
@@ -194,7 +196,7 @@ def _is_count(value: object) -> bool:
 
 def _is_config(value: object) -> bool:
     try:
-        return isinstance(value, str) and isinstance(json.loads(value), dict)
+        return isinstance(value, str) and isinstance(loads_json(value), dict)
     except ValueError:
         return False
 
@@ -436,7 +438,7 @@ def resume_overrides(
 
     Args:
         saved: The settings the checkpoint was trained with (``TrainConfig.to_dict()``, as
-            ``json.loads(trainer_state["config"])``); a missing field counts as its default.
+            ``loads_json(trainer_state["config"])``); a missing field counts as its default.
         current: The settings of the resuming run.
         epochs_done: The checkpoint's ``epoch`` (one cut short mid-epoch counts: its steps
             are done).
@@ -515,8 +517,10 @@ class CheckpointConnector:
             The checkpoint folder.
 
         Raises:
-            lenet5._io.WriteError: If it cannot be written (``cannot write PATH: CAUSE``);
+            lenet5.WriteError: If it cannot be written (``cannot write PATH: CAUSE``);
                 the previous checkpoints stay as they were.
+            CheckpointError: If the weights hold NaN or infinite values (a diverged run):
+                nothing is written.
         """
         state, directory = self.state, Path(directory)
         periodic = name is None
@@ -527,6 +531,10 @@ class CheckpointConnector:
         # Serialised first, so that a failure to write names the path, not torch's stream.
         model = unwrap(state.model)  # never a wrapper's prefixed names
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        try:  # a diverged run's weights never replace the last good checkpoint
+            check_finite(weights, what=f"the checkpoint of epoch {state.epoch}")
+        except WeightsError as exc:
+            raise CheckpointError(str(exc)) from None
         weight_bytes = safetensors_bytes(weights, metadata={"format": "pt"})
         buffer = io.BytesIO()
         torch.save(self.dump(), buffer)
@@ -545,7 +553,7 @@ class CheckpointConnector:
             "format_version": self.FORMAT_VERSION,
             "epoch": state.epoch,
             "global_step": state.global_step,
-            "config": json.dumps(state.config.to_dict()),
+            "config": dumps_json(state.config.to_dict()),
             "optimizer": state._optimizer.state_dict() if state._optimizer is not None else None,
             "scaler": state.scaler.state_dict() if state.scaler is not None else None,
             "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
@@ -595,7 +603,7 @@ class CheckpointConnector:
         """This resume's overrides; refuses what cannot take effect, before anything changes."""
         state = self.state
         overrides = resume_overrides(
-            json.loads(saved["config"]),
+            loads_json(saved["config"]),
             state.config,
             epochs_done=saved["epoch"],
             global_step=saved["global_step"],
