@@ -123,9 +123,9 @@ def test_python_entry_points_refuse_tampered_bundled_weights(
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     message = _expected_message(kind, repo / "src" / "lenet5" / "pretrained" / TARGET.file)
-    error = f"lenet5.weights._files.WeightsError: {message}"
+    error = f"lenet5.weights.WeightsError: {message}"
     # torch.hub loads the package under a private name (see hubconf.py).
-    hub_error = f"_lenet5_hub.weights._files.WeightsError: {message}"
+    hub_error = f"_lenet5_hub.weights.WeightsError: {message}"
     assert outcome == {
         "from_pretrained": error,
         "from_pretrained DEFAULT": error,

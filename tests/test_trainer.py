@@ -516,6 +516,7 @@ def test_checkpoint_connector_round_trip(tmp_path: Path, tiny_train: ImageSet) -
         find_checkpoint,
         load_checkpoint,
     )
+
     saved = _built_state("fast", seed=1)
     inputs, targets = torch.randn(8, 1, 28, 28), tiny_train.labels[:8]
     saved.generator.manual_seed(5)

@@ -110,9 +110,7 @@ def draw_training() -> str:
         cache_dir=None,
     )
     package = "lenet5.training"
-    modules = sorted(
-        m for m in graph.modules if m.startswith(package + ".") and m.count(".") == 2
-    )
+    modules = sorted(m for m in graph.modules if m.startswith(package + ".") and m.count(".") == 2)
 
     def top(module: str) -> str:
         return ".".join(module.split(".")[:3])
@@ -142,7 +140,7 @@ def draw_training() -> str:
         for k, text in enumerate(summary or [""]):
             lines.append(f"{name if k == 0 else '':<{names}}  {text}")
         if used:
-            for k, text in enumerate(textwrap.wrap(f"<- {used}", width - names - 4)):
+            for text in textwrap.wrap(f"<- {used}", width - names - 4):
                 lines.append(f"{'':<{names}}  {text}")
         lines.append("")
     return "\n".join(lines).rstrip()

@@ -302,7 +302,7 @@ class LeNet5(
         Raises:
             WeightsError: If a weight is NaN or infinite (a diverged run): nothing is
                 written.
-            lenet5._io.WriteError: If the folder cannot be written (naming it and the cause).
+            lenet5.WriteError: If the folder cannot be written (naming it and the cause).
         """
         folder = Path(save_directory)
         card_kwargs = dict(model_card_kwargs or {})
@@ -310,22 +310,33 @@ class LeNet5(
             card_kwargs["metadata"] = dict(metadata)
         # A diverged model is refused before anything is created or written.
         check_finite(self.state_dict(), what=f"{type(self).__name__} (for {folder})")
-        # Atomic writes, the staging way: the mixin writes into a temporary folder (it
-        # deletes an existing config.json first and writes in place), then each file is put
-        # in place with lenet5._io.atomic_file (a temporary name beside it, a rename). The
-        # staging folder is a hidden one inside the target, named after this process, so
-        # that whatever a killed save left there (staging folder or temporary files) the
-        # next save removes: nothing accumulates, in the folder or in /tmp.
         header = _HEADER.set(card_kwargs.get("metadata"))
+        try:
+            self._write_staged(folder, {**(config or {}), **self.config()}, card_kwargs)
+        finally:
+            _HEADER.reset(header)
+        if push_to_hub:
+            kwargs = {"config": config, "model_card_kwargs": card_kwargs, **push_to_hub_kwargs}
+            self.push_to_hub(repo_id or folder.name, **kwargs)
+        return folder
+
+    def _write_staged(
+        self, folder: Path, config: dict[str, Any], card_kwargs: dict[str, Any]
+    ) -> None:
+        """The mixin's files written into ``folder``, each one atomically.
+
+        The mixin writes into a temporary folder (it deletes an existing config.json first
+        and writes in place), then each file is put in place with
+        :func:`lenet5._io.atomic_file` (a temporary name beside it, a rename). The staging
+        folder is a hidden one inside the target, named after this process, so that
+        whatever a killed save left there (staging folder or temporary files) the next save
+        removes: nothing accumulates, in the folder or in /tmp.
+        """
         created = not folder.exists()
         try:
             with temporary_folder(folder, "lenet5-save") as staged:
                 remove_stale_leftovers(folder)
-                super().save_pretrained(
-                    staged,
-                    config={**(config or {}), **self.config()},
-                    model_card_kwargs=card_kwargs,
-                )
+                super().save_pretrained(staged, config=config, model_card_kwargs=card_kwargs)
                 for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
                     if name == CARD_NAME and (folder / name).exists():
                         continue
@@ -336,12 +347,6 @@ class LeNet5(
                 with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
-        finally:
-            _HEADER.reset(header)
-        if push_to_hub:
-            kwargs = {"config": config, "model_card_kwargs": card_kwargs, **push_to_hub_kwargs}
-            self.push_to_hub(repo_id or folder.name, **kwargs)
-        return folder
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The mixin's writing step: the weights, with the header metadata, atomically."""
