@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .training.distill import Distillation
     from .training.distributed import DistributedError
     from .training.state import TrainState
+    from .training.study import Study
     from .training.trainer import Trainer
     from .weights import Weights, WeightsError, get_weights
 
@@ -74,6 +75,7 @@ _HOMES = {
     "Timer": "training.callbacks",
     "TrainConfig": "training.config",
     "TrainState": "training.state",
+    "Study": "training.study",
     "Trainer": "training.trainer",
     "UnknownCallbackError": "training.callbacks",
     "Weights": "weights",
@@ -111,6 +113,7 @@ __all__ = [
     "ProgressBar",
     "ResumeError",
     "Seeding",
+    "Study",
     "TensorBoardLogger",
     "Timer",
     "TrainConfig",

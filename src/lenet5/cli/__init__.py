@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a seed study passes it on
     if unknown:
         # Reported by the command's parser, as one line like its other usage errors; flags
         # are never abbreviated, so a near miss gets a hint.

@@ -141,6 +141,11 @@ def add_config_flags(
     parser.set_defaults(**{_GIVEN: ()})
 
 
+def given_flags(args: argparse.Namespace) -> set[str]:
+    """The config fields whose flags were given on the command line (not their defaults)."""
+    return set(getattr(args, _GIVEN, ()))
+
+
 def config_from_args(
     args: argparse.Namespace,
     base: Mapping[str, Any] | None = None,

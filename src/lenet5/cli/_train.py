@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from .._io import dumps_json
-from ..training.config import RECIPES, TrainConfig
+from ..training.config import RECIPES, ConfigError, TrainConfig
 from ..training.run import RunFolder, RunFolderLocked
 from ._common import PLOT_NAMES, ensure_writable, quote, write_plots
-from ._config_flags import add_config_flags
-from ._errors import EXIT_OK, doing, usage_errors
+from ._config_flags import add_config_flags, config_from_args, given_flags
+from ._errors import EXIT_FAILURE, EXIT_OK, UsageError, doing, usage_errors
 from ._parser import add_data_flags
 from ._signals import exit_code, signal_of, stop_on_signals
 from ._train_plan import Plan, check_data, make_plan, plan_resume, refuse_locked, refuse_used
@@ -81,11 +81,30 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="write PNG plots into the run folder (needs matplotlib: lenet5[plot])",
     )
+    study = parser.add_argument_group(
+        "seed study",
+        "Train the same command once per seed, in worker processes, each in its own run "
+        "folder OUT/seed-N; print a summary (mean, sample std, min, max) and write "
+        "OUT/summary.json. Run the same command again to complete a stopped study.",
+    )
+    study.add_argument(
+        "--seeds",
+        metavar="SPEC",
+        help="the seeds of a study, e.g. 0-4 or 0,3,7 (needs --out; replaces --seed)",
+    )
+    study.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="seeds trained at once (default: the usable cores), each with cores/N threads",
+    )
     parser.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lenet5 train``: check everything, then take the run folder's lock and train."""
+    if args.seeds is not None or args.jobs is not None:
+        return _cmd_study(args)
     plan = make_plan(args)
     if args.plot:
         from ..plotting import require_matplotlib
@@ -118,6 +137,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not main_process:
             return EXIT_OK
         return _finish(plan, trainer, state, train_set, test_set, plots=args.plot)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    """``lenet5 train --seeds SPEC``: the same training once per seed (a
+    :class:`~lenet5.training.study.Study`); exit 1 when a seed failed."""
+    from ..training.study import Study, StudyError
+
+    if args.seeds is None:
+        raise UsageError("--jobs runs the seeds of a study: give --seeds too, e.g. --seeds 0-4")
+    if args.out is None:
+        raise UsageError(
+            "--seeds needs --out DIR, the study's folder (run the same command again to "
+            "complete a stopped study)"
+        )
+    if args.resume is not None:
+        raise UsageError(
+            "a seed study resumes by running the same command again; leave out --resume"
+        )
+    if "seed" in given_flags(args):
+        raise UsageError("--seeds sets each run's --seed; leave out --seed")
+    with usage_errors(ConfigError):
+        config_from_args(args)  # a bad setting is refused once, not once per seed
+    with usage_errors(StudyError):
+        study = Study(args.out, args.seeds, study_args(args.argv), jobs=args.jobs)
+        study.run()
+    return EXIT_FAILURE if study.failed else EXIT_OK
+
+
+def study_args(argv: list[str]) -> list[str]:
+    """The ``lenet5 train`` arguments every seed of a study shares: the command line after
+    ``train`` without ``--seeds``, ``--jobs`` and ``--out``, which the study sets."""
+    rest = argv[argv.index("train") + 1 :]
+    out: list[str] = []
+    skip = False
+    for token in rest:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = token.partition("=")
+        if name in ("--seeds", "--jobs", "--out"):
+            skip = not eq
+            continue
+        out.append(token)
+    return out
 
 
 def _check_runtime(plan: Plan) -> Plan:
