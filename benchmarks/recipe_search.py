@@ -133,6 +133,8 @@ def run(args: argparse.Namespace) -> None:
 def table(args: argparse.Namespace) -> None:
     records = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
     records.sort(key=lambda r: (-r["val"]["clean"], -r["val"]["mCA"]))
+    if args.figure is not None:
+        trade_off(records, args.figure)
     print("| run | epochs | val clean | val mCA | worst corruption | train s | command |")
     print("|---|---|---|---|---|---|---|")
     for r in records:
@@ -142,6 +144,33 @@ def table(args: argparse.Namespace) -> None:
             f"| {r['name']} | {r['config']['epochs']} | {v['clean']:.2f}% | {v['mCA']:.2f}% "
             f"| {worst} {v[worst]:.2f}% | {r['train_seconds']:.0f} | `{r['command']}` |"
         )
+
+
+def trade_off(records: list[dict[str, Any]], path: Path) -> None:
+    """Clean against corrupted validation accuracy, one point per run (the trade-off)."""
+    from lenet5.plotting import require_matplotlib
+
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for r in records:
+        distilled = bool(r["teacher"])
+        ax.scatter(
+            r["val"]["mCA"],
+            r["val"]["clean"],
+            marker="s" if distilled else "o",
+            s=18 + 0.6 * r["config"]["epochs"],
+            color="C1" if distilled else "C0",
+        )
+        ax.annotate(r["name"], (r["val"]["mCA"], r["val"]["clean"]), fontsize=7,
+                    xytext=(4, 2), textcoords="offset points")  # fmt: skip
+    ax.set(
+        xlabel="mean corruption accuracy on validation (%)",
+        ylabel="clean validation accuracy (%)",
+        title="Candidates (marker size: epochs; squares: distilled)",
+    )
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    print(f"figure: {path}")
 
 
 def main() -> None:
@@ -162,7 +191,8 @@ def main() -> None:
     one.add_argument("--temperature", type=float, default=4.0)
     one.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher's term")
     one.add_argument("--save", type=Path, metavar="DIR", help="save the trained model here")
-    sub.add_parser("table", help="print every run's row")
+    tab = sub.add_parser("table", help="print every run's row")
+    tab.add_argument("--figure", type=Path, help="also draw clean against corrupted accuracy")
     args = parser.parse_args()
     run(args) if args.command == "run" else table(args)
 

@@ -2,8 +2,10 @@
 
     python benchmarks/robustness.py --data-dir ../shared/data/mnist
     python benchmarks/robustness.py --data-dir ../shared/data/mnist --figure corruptions.png
+    python benchmarks/robustness.py --data-dir ../shared/data/mnist --weights runs/v4/seed-0
 
-Prints one row per weight set of the dataset (``lenet5.weights.REGISTRY``) and one column
+Prints one row per weight set of the dataset (``lenet5.weights.REGISTRY``, or the run
+folders and files ``--weights`` names) and one column
 per corruption of its test set, in the spirit of MNIST-C (Mu & Gilmer, 2019): the accuracy
 on the images unchanged (*clean*), under each fixed, seeded corruption of
 ``lenet5.corruptions.CORRUPTIONS`` (noise: Gaussian, shot, impulse; blur: Gaussian,
@@ -84,9 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corruptions' draws")
     parser.add_argument("--figure", type=Path, default=None, help="save the digits' grid here")
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        metavar="NAME_OR_DIR",
+        help="score these instead of the bundled sets: registry names, run folders, files",
+    )
     args = parser.parse_args(argv)
     test = load_dataset(args.dataset, args.data_dir, split="test")
-    weights = [n for n, w in REGISTRY.items() if w.dataset == args.dataset]
+    weights = args.weights or [n for n, w in REGISTRY.items() if w.dataset == args.dataset]
     if not weights:
         parser.error(f"no bundled weight set for the dataset {args.dataset!r}")
     sets = corrupted_sets(test, args.seed)
