@@ -111,11 +111,11 @@ class Predictor:
     ) -> None:
         self.model = LeNet5.from_pretrained(weights, map_location=device)
         assert self.model.weights is not None  # from_pretrained always sets it
-        #: The record of the loaded weights (``model.weights``): normalisation, classes...
+        #: The record of the loaded weights (``model.weights``), with normalisation, classes...
         self.weights = self.model.weights
         self.device = torch.device(device)
         self._run = inference_model(self.model, backend)
-        #: The backend in use: ``"torch"`` or ``"onnxruntime"``.
+        #: The backend in use, ``"torch"`` or ``"onnxruntime"``.
         self.backend = "torch" if self._run is self.model else "onnxruntime"
         self.batch_size = batch_size
 

@@ -75,7 +75,7 @@ def _translate(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return translate(x, 4 * direction.cos(), 4 * direction.sin())
 
 
-#: The fixed corruptions of the robustness suite, by name, in the order of its columns: each
+#: The fixed corruptions of the robustness suite, by name, in the order of its columns; each
 #: a callable ``(images, generator) -> images`` with its severity fixed. Each severity was
 #: chosen by looking at the first 30 test digits under it and its neighbours (as in the
 #: figure of the docs), never at a model's accuracy: a step below the first severity at

@@ -79,7 +79,7 @@ IMAGE_SIZE: int = _facts.IMAGE_SIZE
 MNIST_MEAN: float = _facts.MNIST_MEAN
 #: Standard deviation of the MNIST training pixels, scaled to [0, 1].
 MNIST_STD: float = _facts.MNIST_STD
-#: The datasets this package knows, by name (:class:`DatasetInfo` records: files, MD5 sums of
+#: The datasets this package knows, by name (:class:`DatasetInfo` records of files, MD5 sums of
 #: the decompressed files, classes, mean and std).
 DATASETS: dict[str, DatasetInfo] = _facts.DATASETS
 

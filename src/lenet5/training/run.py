@@ -168,7 +168,7 @@ class RunFolder:
 
     @property
     def owner_file(self) -> Path:
-        """Who holds the lock: process id, host, start time and command (JSON)."""
+        """Who holds the lock (process id, host, start time and command, as JSON)."""
         return self.path / OWNER_NAME
 
     # ------------------------------------------------------------ finding one
@@ -225,7 +225,7 @@ class RunFolder:
         Raises:
             RunFolderLocked: If another process holds it, naming the folder and that
                 process.
-            lenet5._io.WriteError: If the folder or the owner record cannot be written.
+            lenet5.WriteError: If the folder or the owner record cannot be written.
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -358,7 +358,7 @@ class RunFolder:
 
 
 def _write_error(path: Path, exc: OSError) -> WriteError:
-    """``exc`` as a :class:`~lenet5._io.WriteError` naming ``path``."""
+    """``exc`` as a :class:`~lenet5.WriteError` naming ``path``."""
     if isinstance(exc, WriteError):
         return exc
     return WriteError(exc.errno, f"cannot write {path}: {exc.strerror or exc}")

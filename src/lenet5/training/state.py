@@ -219,7 +219,7 @@ class TrainState:
 
     @property
     def targets(self) -> torch.Tensor:
-        """The current batch's targets: class indices ``(N,)`` or probabilities ``(N, C)``;
+        """The current batch's targets, class indices ``(N,)`` or probabilities ``(N, C)``;
         ``on_batch_start`` may replace them (soft targets)."""
         return self._batch_field("_targets", "targets", "from on_batch_start on")
 

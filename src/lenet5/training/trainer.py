@@ -86,10 +86,10 @@ from .state import TrainState
 ModelT = TypeVar("ModelT", bound=nn.Module, default=nn.Module)
 #: What ``fit``, ``evaluate`` and ``predict`` take as data.
 Data = ImageSet | Dataset[Any] | DataLoader[Any] | Iterable[Any]
-#: ``loss_fn(logits, targets)``: a scalar tensor. Targets are class indices ``(N,)`` or
-#: probabilities ``(N, C)``.
+#: The loss, ``loss_fn(logits, targets)`` giving a scalar tensor. Targets are class
+#: indices ``(N,)`` or probabilities ``(N, C)``.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: The name of a validation set given alone (not in a dict): its metrics are only
+#: The name of a validation set given alone (not in a dict), whose metrics are only
 #: ``val_loss`` and ``val_accuracy``.
 UNNAMED = ""
 

@@ -29,9 +29,9 @@ from ._files import (
 from ._record import Weights, WeightsMeta, weights_meta
 from ._resolve import Resolved, check_weights_name, header_meta, resolve_pretrained
 
-#: The bundled weight sets by name: ``{"mnist-v1": Weights(...), ...}``.
+#: The bundled weight sets by name (``{"mnist-v1": Weights(...), ...}``).
 REGISTRY = _bundled.REGISTRY
-#: The name ``"DEFAULT"`` stands for: the MNIST weights of the recipe with the best mean
+#: The name ``"DEFAULT"`` stands for the MNIST weights of the recipe with the best mean
 #: test accuracy over five seeds (each record's ``seed_accuracies``).
 DEFAULT = _bundled.DEFAULT
 

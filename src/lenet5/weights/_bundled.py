@@ -113,7 +113,7 @@ REGISTRY: dict[str, Weights] = {
     ),
 }
 
-#: The name ``"DEFAULT"`` resolves to: the MNIST weights of the recipe with the best mean
+#: The name ``"DEFAULT"`` resolves to the MNIST weights of the recipe with the best mean
 #: test accuracy over five seeds (each entry's ``seed_accuracies``).
 DEFAULT = "mnist-v3"
 

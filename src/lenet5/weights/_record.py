@@ -148,12 +148,12 @@ class Weights:
 
     @property
     def num_classes(self) -> int:
-        """Model constructor argument: the number of classes."""
+        """The number of classes (a model constructor argument)."""
         return len(self.meta["classes"])
 
     @property
     def in_channels(self) -> int:
-        """Model constructor argument: the number of input channels."""
+        """The number of input channels (a model constructor argument)."""
         return self.meta["in_channels"]
 
     @property

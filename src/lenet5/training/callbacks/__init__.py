@@ -44,7 +44,7 @@ __all__ = [
 
 # Bound again here, with its description: the API reference documents a name from the
 # comment above it in the module it documents, which is this one.
-#: The hook names, in the order a fit calls them: :class:`Callback`'s ``on_*`` methods, in the
+#: The hook names in the order a fit calls them, :class:`Callback`'s ``on_*`` methods in the
 #: order the class defines them (so a new hook is added to the class and nowhere else).
 HOOKS: tuple[str, ...] = _HOOKS
 

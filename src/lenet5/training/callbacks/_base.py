@@ -103,7 +103,7 @@ class Callback:
         return f"{type(self).__name__}(order={self.order})"
 
 
-#: The hook names, in the order a fit calls them: :class:`Callback`'s ``on_*`` methods, in the
+#: The hook names in the order a fit calls them, :class:`Callback`'s ``on_*`` methods in the
 #: order the class defines them.
 HOOKS: tuple[str, ...] = tuple(name for name in vars(Callback) if name.startswith("on_"))
 

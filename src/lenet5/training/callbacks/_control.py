@@ -44,7 +44,7 @@ class Checkpoint(Callback):
     removed: one writer per checkpoint folder (``lenet5 train`` holds a lock on its run
     folder). A run stopped with ``state.stop()`` is saved when it ends unless its last
     checkpoint already holds its last step. A failed save (a full disk) raises
-    :class:`~lenet5._io.WriteError` naming the folder and the cause, and leaves the
+    :class:`~lenet5.WriteError` naming the folder and the cause, and leaves the
     earlier checkpoints as they were.
 
     Args:
