@@ -227,6 +227,8 @@ TABLE: dict[str, tuple[object, bool]] = {
     "lr": (0.01, True),
     "optimizer": ("sgd", False),
     "weight_decay": (0.1, True),
+    "no_decay": (True, False),  # the saved optimizer state is laid out in its groups
+    "param_groups": (lambda model: [{"params": model.parameters()}], False),
     "momentum": (0.5, False),  # adam does not use it
     "scheduler": ("cosine", False),
     "label_smoothing": (0.1, True),

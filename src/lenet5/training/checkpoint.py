@@ -375,6 +375,14 @@ def select(path: Path) -> tuple[Path, dict[str, torch.Tensor], dict[str, Any]]:
 _FIXED = {
     "batch_size": "the batches of every epoch, and the checkpoint's place among them, depend on it",
     "optimizer": "the saved optimizer state belongs to the optimizer it was trained with",
+    "no_decay": (
+        "the saved optimizer state is laid out in parameter groups, which no_decay splits "
+        "(one group, or two)"
+    ),
+    "param_groups": (
+        "the saved optimizer state is laid out in the parameter groups it was trained with "
+        "(a callable is compared by its qualified name)"
+    ),
     "scheduler": "the saved schedule belongs to the scheduler it was trained with",
     "seed": "the random states come from the checkpoint, so a new seed would never be used",
     "val_split": "it decides which images are trained on",
@@ -431,10 +439,14 @@ def resume_overrides(
 
     Applied: ``epochs`` (without a schedule; never below ``epochs_done``), ``lr`` (without a
     schedule), ``weight_decay`` and ``momentum`` (``sgd``'s) of a named optimizer, written
-    into the restored optimizer; ``label_smoothing``, ``augment`` and ``ema_decay``, which
-    shape the steps still to come; ``device``, ``deterministic``, ``val_every``,
-    ``eval_batch_size``, ``verbose``, ``engine``, ``strategy`` and ``dist_timeout``, which
-    change how the run goes on but not what it computes. Every other change is refused.
+    into the restored optimizer's groups as this run's settings build each group (a group
+    with its own value, such as ``no_decay``'s ``weight_decay=0``, keeps it);
+    ``label_smoothing``, ``augment`` and ``ema_decay``, which shape the steps still to come;
+    ``device``, ``deterministic``, ``val_every``, ``eval_batch_size``, ``verbose``,
+    ``engine``, ``strategy`` and ``dist_timeout``, which change how the run goes on but not
+    what it computes. Every other change is refused
+    (``no_decay`` and ``param_groups`` among them: the saved optimizer state is laid out
+    in the groups).
 
     Args:
         saved: The settings the checkpoint was trained with (``TrainConfig.to_dict()``, as
@@ -669,15 +681,23 @@ class CheckpointConnector:
         # The implementation flags belong to this device, not to the saved run's.
         keys = ("fused", "foreach")
         flags = [{k: g[k] for k in keys if k in g} for g in optimizer.param_groups]
+        # The groups as this run's settings built them: a changed rate, decay or momentum
+        # reaches each group as the settings give it (no_decay's group keeps decay 0, a
+        # param_groups group its own rate).
+        built = [
+            {k: g[k] for k in (*OPTIMIZER_SETTINGS, "nesterov") if k in g}
+            for g in optimizer.param_groups
+        ]
         optimizer.load_state_dict(saved)
-        for group, kept in zip(optimizer.param_groups, flags, strict=True):
+        changed = {o.setting for o in overrides} & set(OPTIMIZER_SETTINGS)
+        for group, kept, fresh in zip(optimizer.param_groups, flags, built, strict=True):
             group.update(kept)
             # The saved groups bring their own rates back: the overrides go in after them.
-            for o in overrides:
-                if o.setting in OPTIMIZER_SETTINGS:
-                    group[o.setting] = o.after
-                if o.setting == "momentum" and "nesterov" in group:
-                    group["nesterov"] = o.after > 0
+            for setting in sorted(changed):
+                if setting in fresh:
+                    group[setting] = fresh[setting]
+                if setting == "momentum" and "nesterov" in fresh:
+                    group["nesterov"] = fresh["nesterov"]
 
     def _restore_ema(self, saved: dict[str, Any] | None) -> None:
         ema = self.state.ema

@@ -49,12 +49,18 @@ __all__ = [
     "STRATEGIES",
     "ConfigError",
     "OptimizerFactory",
+    "ParamGroupsFactory",
     "SchedulerFactory",
     "TrainConfig",
 ]
 
-#: Builds an optimizer from the model's parameters.
-OptimizerFactory: TypeAlias = "Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]"
+#: Builds an optimizer from the model's parameters: called with a list of parameters, or of
+#: parameter-group dicts (with ``param_groups`` or ``no_decay``), and, when it takes them,
+#: ``lr=``, ``weight_decay=`` and ``model=`` (see :class:`TrainConfig`).
+OptimizerFactory: TypeAlias = "Callable[..., torch.optim.Optimizer]"
+#: Splits the model's parameters into torch.optim parameter groups: dicts with ``params``
+#: and any option of the optimizer (``lr``, ``weight_decay``...), and optionally ``name``.
+ParamGroupsFactory: TypeAlias = "Callable[[nn.Module], Iterable[Mapping[str, Any]]]"
 #: Builds a learning-rate scheduler from the optimizer and the total number of steps.
 SchedulerFactory: TypeAlias = (
     "Callable[[torch.optim.Optimizer, int], torch.optim.lr_scheduler.LRScheduler]"
@@ -71,7 +77,7 @@ ENGINES = ("fast", "plain")
 RECIPES: dict[str, dict[str, Any]] = _RECIPES
 #: Process layouts accepted by ``strategy=`` (see :mod:`lenet5.training.distributed`).
 STRATEGIES = ("auto", "single", "ddp")
-#: Numeric precisions accepted by ``precision=``: float32, or autocast to bfloat16 / float16.
+#: Numeric precisions accepted by ``precision=`` (float32, or autocast to bfloat16 / float16).
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 
 
@@ -88,10 +94,10 @@ class ConfigError(ValueError):
         self.field = field
 
 
-#: The largest count (epochs, batch sizes, steps...) a setting may hold: what every index
+#: The largest count (epochs, batch sizes, steps...) a setting may hold, what every index
 #: type torch uses can hold, and far beyond any real run.
 MAX_COUNT = 2**31 - 1
-#: The largest seed: torch's generators take 64-bit unsigned seeds.
+#: The largest seed (torch's generators take 64-bit unsigned seeds).
 MAX_SEED = 2**64 - 1
 #: The longest ``dist_timeout``, in seconds (a year).
 MAX_DIST_TIMEOUT = 365 * 24 * 3600.0
@@ -157,8 +163,20 @@ class TrainConfig:
         batch_size: Examples per optimisation step.
         lr: Learning rate (the peak rate for ``onecycle``).
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd"``, or a callable that takes the model
-            parameters and returns a :class:`torch.optim.Optimizer`.
+            parameters (or their groups, see ``param_groups``) and returns a
+            :class:`torch.optim.Optimizer`; it also gets ``lr=``, ``weight_decay=`` and
+            ``model=`` (the model being trained) when its signature names them.
         weight_decay: Weight decay passed to a named optimizer.
+        no_decay: Apply ``weight_decay`` to weight matrices and convolution kernels only:
+            the parameters of two or more dimensions form the group ``"decay"``, the
+            others (biases, normalisation scales and shifts, other 1-D and 0-D parameters)
+            the group ``"no_decay"`` with ``weight_decay=0``. Not with ``param_groups``.
+        param_groups: A callable ``(model) -> iterable of dicts``, torch.optim's parameter
+            groups: each dict has ``params`` (parameters of the model) and any option of
+            the optimizer for that group (``lr``, ``weight_decay``, ``momentum``...), and
+            optionally a ``name`` (letters, digits, ``_``, ``-``) for the logs; an option a
+            group leaves out is the config's. Together the groups must hold every trainable
+            parameter of the model exactly once. ``None``: one group of all parameters.
         momentum: Momentum for ``sgd`` (Nesterov).
         scheduler: ``None``/``"none"``, ``"cosine"``, ``"onecycle"``, or a callable
             ``(optimizer, total_steps) -> LRScheduler``; stepped after every batch.
@@ -223,6 +241,22 @@ class TrainConfig:
         default="adam", metadata={"help": "the optimizer", "choices": OPTIMIZERS}
     )
     weight_decay: float = field(default=0.0, metadata={"help": "weight decay of the optimizer"})
+    no_decay: bool = field(
+        default=False,
+        metadata={
+            "help": "weight decay on weight matrices and kernels only, none on biases and "
+            "other 1-D parameters",
+            # Not --no-decay: argparse reads any --no-X switch as False.
+            "flag": "--decay-matrices-only",
+        },
+    )
+    param_groups: ParamGroupsFactory | None = field(
+        default=None,
+        metadata={
+            "help": "a callable (model) -> torch.optim parameter groups (Python only)",
+            "flag": None,
+        },
+    )
     momentum: float = field(default=0.9, metadata={"help": "momentum of sgd (Nesterov)"})
     scheduler: str | SchedulerFactory | None = field(
         default=None,
@@ -386,7 +420,7 @@ class TrainConfig:
         one_of("engine", self.engine, ENGINES)
         one_of("strategy", self.strategy, STRATEGIES)
         one_of("precision", self.precision, PRECISIONS)
-        for name in ("compile", "deterministic", "verbose"):
+        for name in ("compile", "deterministic", "verbose", "no_decay"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{name} must be True or False, got {getattr(self, name)!r}", name
@@ -402,6 +436,19 @@ class TrainConfig:
         elif not callable(self.optimizer):
             raise ConfigError(
                 f"optimizer must be a name or a callable, got {self.optimizer!r}", "optimizer"
+            )
+        if self.param_groups is not None and not callable(self.param_groups):
+            raise ConfigError(
+                f"param_groups must be a callable (model) -> parameter groups, or None, got "
+                f"{self.param_groups!r}",
+                "param_groups",
+            )
+        if self.param_groups is not None and self.no_decay:
+            raise ConfigError(
+                "no_decay splits the parameters into groups of its own, and param_groups "
+                "gives the groups: use one of them (a group of the callable sets its own "
+                "weight_decay, e.g. 0 for the 1-D parameters)",
+                "no_decay",
             )
         if isinstance(self.scheduler, str):
             one_of(
@@ -487,5 +534,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` for configs whose optimizer and scheduler are names."""
+        """Inverse of :meth:`to_dict` for configs whose optimizer and scheduler are names
+        and without a ``param_groups`` callable."""
         return cls.from_kwargs(dict(data))

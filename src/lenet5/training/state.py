@@ -8,7 +8,7 @@ here imports the trainer or the callbacks.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +24,24 @@ if TYPE_CHECKING:
     from ..augment import Augmentation
     from ..data import ImageSet
 
-__all__ = ["Override", "StatefulCallback", "TrainState"]
+__all__ = ["Override", "StatefulCallback", "TrainState", "group_key", "learning_rates"]
+
+
+def group_key(index: int, group: Mapping[str, Any]) -> str:
+    """How a parameter group is named in the metrics (``lr_<key>``): its ``name``, or its
+    index in ``optimizer.param_groups``."""
+    name = group.get("name")
+    return name if isinstance(name, str) else str(index)
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The optimizer's learning rates as metrics: ``lr``, the first parameter group's, and
+    with several groups ``lr_<name>`` for each (its ``name``, or its index)."""
+    groups = optimizer.param_groups
+    rates = {"lr": float(groups[0]["lr"])}
+    if len(groups) > 1:
+        rates.update({f"lr_{group_key(i, g)}": float(g["lr"]) for i, g in enumerate(groups)})
+    return rates
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,17 @@ class TrainState:
             "state.optimizer.param_groups in place",
         )
         self._optimizer = optimizer
+
+    @property
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rates, as the epoch metrics record them: ``lr`` (the first
+        parameter group's) and, with several groups, ``lr_<name>`` for each group (its
+        ``name``, or its index in ``optimizer.param_groups``).
+
+        Raises:
+            RuntimeError: If read in ``on_fit_start``, before the optimizer exists.
+        """
+        return learning_rates(self.optimizer)
 
     # The batch of the current step. Typed non-optional, so that hooks need no checks: read
     # outside the part of a step where it exists, each raises and says when it does.

@@ -477,7 +477,8 @@ class Trainer(Generic[ModelT]):
             self._run_batches(state)
             if not state.epoch_complete:
                 break  # stopped mid-epoch: no validation, no on_epoch_end
-            state.metrics["lr"] = float(state.optimizer.param_groups[0]["lr"])
+            # lr (the first group's) and, with several groups, lr_<name> for each.
+            state.metrics.update(state.learning_rates)
             if state.validate and state.val_sets:
                 state.metrics.update(self._validate(state))
                 self._call("on_validation_end", state)

@@ -25,7 +25,8 @@ class TensorBoardLogger(Callback):
     After every epoch, each scalar of ``state.metrics`` is written as ``epoch/<name>`` at
     step ``state.epoch``; every ``every_n_steps`` optimisation steps, the batch loss and the
     learning rate of the first parameter group are written as ``step/loss`` and
-    ``step/lr`` at step ``state.global_step``. View them with
+    ``step/lr`` at step ``state.global_step`` (with several parameter groups, also
+    ``step/lr_<name>`` for each group, as in the epoch metrics). View them with
     ``tensorboard --logdir LOG_DIR``.
 
     Each fit opens a new event file in ``log_dir`` (TensorBoard reads them all as one run),
@@ -93,8 +94,9 @@ class TensorBoardLogger(Callback):
         # Written even when NaN: unlike a missing epoch metric, a NaN loss is news (the run
         # diverged), and reading it is this callback's one wait for the device per point.
         writer.add_scalar("step/loss", state.batch_loss, step)
-        if state.optimizer is not None:
-            writer.add_scalar("step/lr", float(state.optimizer.param_groups[0]["lr"]), step)
+        # lr (the first group's) and, with several parameter groups, lr_<name> for each.
+        for name, rate in state.learning_rates.items():
+            writer.add_scalar(f"step/{name}", rate, step)
 
     def on_epoch_end(self, state: TrainState) -> None:
         writer = self._writer
