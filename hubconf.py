@@ -14,6 +14,7 @@ import importlib.util as _importlib_util
 import sys as _sys
 import types as _types
 import typing as _typing
+import warnings as _warnings
 from pathlib import Path as _Path
 
 dependencies = ["torch", "safetensors", "huggingface_hub"]
@@ -50,7 +51,10 @@ def lenet5(
         weights: Name of a bundled weight set (``"DEFAULT"``, ``"mnist-v1"``...), a folder
             written by ``save_pretrained``, a ``.safetensors`` file, or a Hugging Face Hub
             repo id. Overrides ``pretrained``.
-        **kwargs: ``num_classes`` and ``in_channels`` for an untrained model.
+        **kwargs: ``num_classes`` and ``in_channels`` for an untrained model. With weights,
+            ``num_classes`` alone: a number other than the weights' loads every layer but
+            the last, which is new and untrained (``LeNet5.from_pretrained(weights,
+            num_classes=N)``, with its warning).
 
     Returns:
         A ``LeNet5`` model (in eval mode when weights are loaded). Inputs are
@@ -64,9 +68,30 @@ def lenet5(
         weights = "DEFAULT"
     if weights is None:
         return package.LeNet5(**kwargs)
-    if kwargs:
+    unexpected = sorted(set(kwargs) - {"num_classes"})
+    if unexpected:
         raise TypeError(
-            f"lenet5(weights=...) takes its constructor arguments from the weights; "
-            f"unexpected {sorted(kwargs)}"
+            f"lenet5(weights=...) takes its constructor arguments from the weights (but "
+            f"num_classes, for a new head); unexpected {unexpected}"
         )
-    return package.LeNet5.from_pretrained(weights)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        model = package.LeNet5.from_pretrained(weights, **kwargs)
+    for warning in caught:  # said again at the line that called torch.hub.load
+        _warnings.warn(warning.message, warning.category, stacklevel=_caller_level())
+    return model
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this file and torch.hub."""
+    frame = _sys._getframe(1)
+    level = 1
+    while frame is not None and _passed_over(frame.f_code.co_filename):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def _passed_over(filename: str) -> bool:
+    path = _Path(filename)
+    return filename == __file__ or (path.name == "hub.py" and path.parent.name == "torch")

@@ -21,9 +21,10 @@ The layout follows the reference implementation: two :class:`torch.nn.Sequential
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 from torch import nn
 
+from ._hints import warn
 from ._io import (
     CARD_NAME,
     CONFIG_NAME,
@@ -42,6 +44,7 @@ from ._io import (
 )
 from .data import IMAGE_SIZE as IMAGE_SIZE  # also importable from here, as before
 from .weights import (
+    Resolved,
     Weights,
     WeightsError,
     check_finite,
@@ -109,8 +112,6 @@ class LeNet5(
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.num_classes = num_classes
-        self.in_channels = in_channels
         self.weights: Weights | None = None
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5),
@@ -151,6 +152,26 @@ class LeNet5(
         logits: torch.Tensor = self.classifier(self.features(x))
         return logits
 
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs: those of the last :class:`~torch.nn.Linear` layer, so a
+        head replaced after construction counts (``save_pretrained`` writes it)."""
+        return self._head()[1].out_features
+
+    @property
+    def in_channels(self) -> int:
+        """The number of input channels: those of the first convolution."""
+        first = next(m for m in self.modules() if isinstance(m, nn.Conv2d))
+        return first.in_channels
+
+    def _head(self) -> tuple[str, nn.Linear]:
+        """The last :class:`~torch.nn.Linear` layer (the classifier's output layer) and its
+        name in the state dict (``classifier.5``)."""
+        linears = [(n, m) for n, m in self.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise TypeError(f"{type(self).__name__} has no nn.Linear layer to classify with")
+        return linears[-1]
+
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, in_channels={self.in_channels}, "
@@ -160,7 +181,9 @@ class LeNet5(
     # ------------------------------------------- Hugging Face mixin: save / load
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, as written to ``config.json``."""
+        """The constructor arguments, as written to ``config.json``: read off the layers
+        (``num_classes`` from the last Linear layer, ``in_channels`` from the first
+        convolution), so a model whose head was replaced saves its actual size."""
         return {"num_classes": self.num_classes, "in_channels": self.in_channels}
 
     @classmethod
@@ -175,6 +198,7 @@ class LeNet5(
         token: str | bool | None = None,
         strict: bool = True,
         map_location: str | torch.device = "cpu",
+        num_classes: int | None = None,
     ) -> Self:
         """Load a model from pretrained weights; it keeps their record as ``model.weights``.
 
@@ -202,12 +226,31 @@ class LeNet5(
             token: Hub only: an access token for private repos.
             strict: Refuse weights with missing or unexpected tensors.
             map_location: Device to load the weights onto.
+            num_classes: A new number of outputs, for transfer to another task: every
+                layer but the last is loaded, and the last is a fresh
+                ``nn.Linear(84, num_classes)`` initialised from torch's global generator
+                (as if made at this point; ``torch.manual_seed`` before the call fixes
+                it), with a warning naming the skipped tensors and both sizes. ``None``,
+                or the weights' own number: loaded whole, and nothing is said.
 
         Returns:
-            The model, in evaluation mode, with ``model.weights`` set.
+            The model, in evaluation mode, with ``model.weights`` set: with a new head, a
+            record of the body (:meth:`Weights.reheaded
+            <lenet5.weights.Weights.reheaded>`: the normalisation of the weights, classes
+            ``"0"``, ``"1"``..., no accuracy).
 
         Raises:
             WeightsError: If the weights cannot be found, fail their checksum, or do not fit.
+            ValueError: If ``num_classes`` is not a positive integer.
+
+        Example:
+            >>> import warnings
+            >>> from lenet5 import LeNet5
+            >>> with warnings.catch_warnings():
+            ...     warnings.simplefilter("ignore")
+            ...     model = LeNet5.from_pretrained("DEFAULT", num_classes=3)
+            >>> model.num_classes, model.weights.classes, model.weights.test_accuracy
+            (3, ('0', '1', '2'), None)
         """
         return cls._from_pretrained(
             model_id=os.fspath(name_or_path),
@@ -218,6 +261,7 @@ class LeNet5(
             token=token,
             strict=strict,
             map_location=map_location,
+            num_classes=num_classes,
         )
 
     @classmethod
@@ -232,13 +276,15 @@ class LeNet5(
         token: str | bool | None,
         map_location: str | torch.device = "cpu",
         strict: bool = True,
+        num_classes: int | None = None,
     ) -> Self:
         """The mixin's loading step: safetensors only, checked before the model is built.
 
         The mixin's version falls back to a pickled ``pytorch_model.bin`` and loads without
         naming what does not fit. Here the weights are resolved (:mod:`lenet5.weights`), the
         record's constructor arguments checked against a model on the ``meta`` device (no
-        memory allocated), and only then is the real model built and filled.
+        memory allocated), and only then is the real model built and filled. A
+        ``num_classes`` other than the weights' loads all but the head (:meth:`_reheaded`).
         """
         resolved = resolve_pretrained(
             model_id,
@@ -249,14 +295,52 @@ class LeNet5(
             token=token,
         )
         config = resolved.weights.config()
-        with torch.device("meta"):
-            skeleton = cls(**config)
-        check_tensors(skeleton.state_dict(), resolved.tensors, strict=strict, name=resolved.source)
-        model = cls(**config)
-        model.load_state_dict(resolved.tensors, strict=strict)
+        if num_classes is not None and num_classes != config["num_classes"]:
+            model = cls._reheaded(resolved, {**config, "num_classes": num_classes}, strict)
+        else:
+            with torch.device("meta"):
+                skeleton = cls(**config)
+            check_tensors(
+                skeleton.state_dict(), resolved.tensors, strict=strict, name=resolved.source
+            )
+            model = cls(**config)
+            model.load_state_dict(resolved.tensors, strict=strict)
+            model.weights = resolved.weights
         model.to(map_location)
         model.eval()
-        model.weights = resolved.weights
+        return model
+
+    @classmethod
+    def _reheaded(cls, resolved: Resolved, config: dict[str, int], strict: bool) -> Self:
+        """A model with ``config``'s new number of classes: every tensor of ``resolved`` but
+        the last layer's loaded, the last layer newly initialised, a warning saying so.
+
+        The body is built without drawing from torch's global generator (it is
+        overwritten), and the head is then initialised from it, exactly as a new
+        ``nn.Linear`` made at this point would be.
+        """
+        with torch.device("meta"):
+            skeleton = cls(**config)
+        head_name, head_skeleton = skeleton._head()
+        head_keys = [f"{head_name}.{k}" for k, _ in head_skeleton.named_parameters()]
+        body = {k: v for k, v in resolved.tensors.items() if k not in head_keys}
+        expected = {k: v for k, v in skeleton.state_dict().items() if k not in head_keys}
+        check_tensors(expected, body, strict=strict, name=resolved.source)
+        with torch.random.fork_rng(devices=[]):
+            model = cls(**config)
+        model.load_state_dict(body, strict=False)
+        _, head = model._head()
+        head.reset_parameters()
+        skipped = [k for k in head_keys if k in resolved.tensors]
+        old = resolved.weights.num_classes
+        warn(
+            f"{resolved.source}: {' and '.join(skipped) or 'no tensor'} not loaded: the "
+            f"weights' last layer has {old} outputs, the model {config['num_classes']}; it is "
+            f"newly initialised (nn.Linear({head.in_features}, {head.out_features})), to be "
+            "trained; every other layer is loaded"
+        )
+        num_params = sum(p.numel() for p in model.parameters())
+        model.weights = resolved.weights.reheaded(config["num_classes"], num_params=num_params)
         return model
 
     @classmethod
@@ -272,6 +356,7 @@ class LeNet5(
         save_directory: str | os.PathLike[str],
         *,
         metadata: Mapping[str, str] | None = None,
+        classes: Sequence[str] | None = None,
         config: Mapping[str, Any] | None = None,
         model_card_kwargs: dict[str, Any] | None = None,
         push_to_hub: bool = False,
@@ -290,7 +375,13 @@ class LeNet5(
             save_directory: The folder (created if needed).
             metadata: Extra string metadata stored in the safetensors header; the card takes
                 the dataset, accuracy and normalisation from it.
-            config: Extra ``config.json`` entries (the constructor arguments always win).
+            classes: The class names, indexed by output, stored in the header as
+                ``classes`` (a JSON list; it replaces one in ``metadata``), so that
+                ``from_pretrained(folder).weights.classes`` gives them back. One name per
+                output.
+            config: Extra ``config.json`` entries (the constructor arguments always win:
+                ``num_classes`` is the size of the last Linear layer, whatever the model
+                was built with).
             model_card_kwargs: Passed to :meth:`generate_model_card`.
             push_to_hub: Also upload the folder with :meth:`push_to_hub`.
             repo_id: The repo to push to (default: the folder's name).
@@ -302,12 +393,18 @@ class LeNet5(
         Raises:
             WeightsError: If a weight is NaN or infinite (a diverged run): nothing is
                 written.
+            ValueError: If ``classes`` is not one string per output.
             lenet5.WriteError: If the folder cannot be written (naming it and the cause).
         """
         folder = Path(save_directory)
         card_kwargs = dict(model_card_kwargs or {})
         if metadata is not None:
             card_kwargs["metadata"] = dict(metadata)
+        if classes is not None:
+            card_kwargs["metadata"] = {
+                **card_kwargs.get("metadata", {}),
+                "classes": self._classes_json(classes),
+            }
         # A diverged model is refused before anything is created or written.
         check_finite(self.state_dict(), what=f"{type(self).__name__} (for {folder})")
         header = _HEADER.set(card_kwargs.get("metadata"))
@@ -319,6 +416,18 @@ class LeNet5(
             kwargs = {"config": config, "model_card_kwargs": card_kwargs, **push_to_hub_kwargs}
             self.push_to_hub(repo_id or folder.name, **kwargs)
         return folder
+
+    def _classes_json(self, classes: Sequence[str]) -> str:
+        """``classes`` as the header stores them, checked: one string per output."""
+        names = list(classes) if not isinstance(classes, str) else None
+        if names is None or not all(isinstance(c, str) for c in names):
+            raise ValueError(f"classes must be a sequence of strings, got {classes!r}")
+        if len(names) != self.num_classes:
+            raise ValueError(
+                f"classes names {len(names)} classes, but the model has {self.num_classes} "
+                "outputs; give one name per output"
+            )
+        return json.dumps(names)
 
     def _write_staged(
         self, folder: Path, config: dict[str, Any], card_kwargs: dict[str, Any]

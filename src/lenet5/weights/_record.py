@@ -219,6 +219,47 @@ class Weights:
         """The model's constructor arguments: ``num_classes = len(classes)``, ``in_channels``."""
         return {"num_classes": self.num_classes, "in_channels": self.in_channels}
 
+    def reheaded(self, num_classes: int, *, num_params: int) -> Weights:
+        """The record of a model that has these weights' layers but a new, untrained last
+        layer with ``num_classes`` outputs (``LeNet5.from_pretrained(name,
+        num_classes=N)``).
+
+        What the body brings stays: the dataset it was trained on, its normalisation (so
+        :meth:`transforms` prepares inputs as the body expects), the recipe, the torch
+        version and the file. What belonged to the old head goes: the classes are ``"0"``,
+        ``"1"``... (the new task's names are not known here; ``save_pretrained(classes=...)``
+        records them), and the accuracies are ``None`` or empty. The name says so:
+        ``"mnist-v3 (new 3-class head)"``; the notes, which layers are whose.
+
+        Args:
+            num_classes: The new head's number of outputs.
+            num_params: The new model's parameter count.
+
+        Returns:
+            A new record (this one is unchanged).
+        """
+        meta = WeightsMeta(
+            **{
+                **self.meta,
+                "classes": tuple(str(i) for i in range(num_classes)),
+                "num_params": num_params,
+                "test_accuracy": None,
+                "seed_accuracies": (),
+                "corruption_accuracy": None,
+                "notes": (
+                    f"Every layer of {self.name!r} ({self.dataset}, {self.num_classes} "
+                    f"classes) but the last, which is new: {num_classes} outputs, initialised "
+                    "at random, not trained."
+                ),
+            }
+        )
+        return Weights(
+            name=f"{self.name} (new {num_classes}-class head)",
+            file=self.file,
+            sha256=self.sha256,
+            meta=meta,
+        )
+
     def transforms(self) -> MNISTTransform:
         """The preprocessing these weights expect, as torchvision's ``weights.transforms()``.
 
