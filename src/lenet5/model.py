@@ -213,44 +213,26 @@ class LeNet5(
           from) the Hugging Face cache. A name of that form that is no local path and
           cannot be had from the Hub or the cache fails within seconds, saying so.
 
-        Overrides the mixin's ``from_pretrained``, which reads ``config.json`` and builds the
-        model before looking at the weights, and knows neither registry names nor files.
-
         Args:
             name_or_path: What to load (see above).
             revision: Hub only: a branch, tag or commit.
             cache_dir: Hub only: the cache folder (``HF_HUB_CACHE`` by default).
             force_download: Hub only: download again even if the files are cached.
-            local_files_only: Hub only: never use the network (also implied by
-                ``HF_HUB_OFFLINE=1``).
+            local_files_only: Hub only: never use the network (as ``HF_HUB_OFFLINE=1``).
             token: Hub only: an access token for private repos.
             strict: Refuse weights with missing or unexpected tensors.
             map_location: Device to load the weights onto.
-            num_classes: A new number of outputs, for transfer to another task: every
-                layer but the last is loaded, and the last is a fresh
-                ``nn.Linear(84, num_classes)`` initialised from torch's global generator
-                (as if made at this point; ``torch.manual_seed`` before the call fixes
-                it), with a warning naming the skipped tensors and both sizes. ``None``,
-                or the weights' own number: loaded whole, and nothing is said.
+            num_classes: Another number of outputs (transfer): all but the last layer is
+                loaded, the last is a fresh ``nn.Linear(84, num_classes)`` from torch's
+                global generator, and a warning names the skipped tensors and both sizes.
 
         Returns:
-            The model, in evaluation mode, with ``model.weights`` set: with a new head, a
-            record of the body (:meth:`Weights.reheaded
-            <lenet5.weights.Weights.reheaded>`: the normalisation of the weights, classes
-            ``"0"``, ``"1"``..., no accuracy).
+            The model, in evaluation mode, with ``model.weights`` set (with a new head,
+            :meth:`Weights.reheaded <lenet5.weights.Weights.reheaded>` of the record).
 
         Raises:
             WeightsError: If the weights cannot be found, fail their checksum, or do not fit.
             ValueError: If ``num_classes`` is not a positive integer.
-
-        Example:
-            >>> import warnings
-            >>> from lenet5 import LeNet5
-            >>> with warnings.catch_warnings():
-            ...     warnings.simplefilter("ignore")
-            ...     model = LeNet5.from_pretrained("DEFAULT", num_classes=3)
-            >>> model.num_classes, model.weights.classes, model.weights.test_accuracy
-            (3, ('0', '1', '2'), None)
         """
         return cls._from_pretrained(
             model_id=os.fspath(name_or_path),
@@ -280,11 +262,13 @@ class LeNet5(
     ) -> Self:
         """The mixin's loading step: safetensors only, checked before the model is built.
 
-        The mixin's version falls back to a pickled ``pytorch_model.bin`` and loads without
-        naming what does not fit. Here the weights are resolved (:mod:`lenet5.weights`), the
-        record's constructor arguments checked against a model on the ``meta`` device (no
-        memory allocated), and only then is the real model built and filled. A
-        ``num_classes`` other than the weights' loads all but the head (:meth:`_reheaded`).
+        The mixin's version (whose ``from_pretrained`` builds the model before it reads the
+        weights, and is overridden too) falls back to a pickled ``pytorch_model.bin`` and
+        loads without naming what does not fit. Here the weights are resolved
+        (:mod:`lenet5.weights`), the record's constructor arguments checked against a model
+        on the ``meta`` device (no memory allocated), and only then is the real model built
+        and filled. A ``num_classes`` other than the weights' loads all but the head
+        (:meth:`_reheaded`).
         """
         resolved = resolve_pretrained(
             model_id,
@@ -379,9 +363,8 @@ class LeNet5(
                 ``classes`` (a JSON list; it replaces one in ``metadata``), so that
                 ``from_pretrained(folder).weights.classes`` gives them back. One name per
                 output.
-            config: Extra ``config.json`` entries (the constructor arguments always win:
-                ``num_classes`` is the size of the last Linear layer, whatever the model
-                was built with).
+            config: Extra ``config.json`` entries (the constructor arguments, read off the
+                layers by :meth:`config`, win).
             model_card_kwargs: Passed to :meth:`generate_model_card`.
             push_to_hub: Also upload the folder with :meth:`push_to_hub`.
             repo_id: The repo to push to (default: the folder's name).
@@ -398,13 +381,8 @@ class LeNet5(
         """
         folder = Path(save_directory)
         card_kwargs = dict(model_card_kwargs or {})
-        if metadata is not None:
-            card_kwargs["metadata"] = dict(metadata)
-        if classes is not None:
-            card_kwargs["metadata"] = {
-                **card_kwargs.get("metadata", {}),
-                "classes": self._classes_json(classes),
-            }
+        if metadata is not None or classes is not None:
+            card_kwargs["metadata"] = self._header(metadata, classes)
         # A diverged model is refused before anything is created or written.
         check_finite(self.state_dict(), what=f"{type(self).__name__} (for {folder})")
         header = _HEADER.set(card_kwargs.get("metadata"))
@@ -416,6 +394,15 @@ class LeNet5(
             kwargs = {"config": config, "model_card_kwargs": card_kwargs, **push_to_hub_kwargs}
             self.push_to_hub(repo_id or folder.name, **kwargs)
         return folder
+
+    def _header(
+        self, metadata: Mapping[str, str] | None, classes: Sequence[str] | None
+    ) -> dict[str, str]:
+        """The header metadata: ``metadata``, with ``classes`` as a JSON list over its own."""
+        header = dict(metadata or {})
+        if classes is not None:
+            header["classes"] = self._classes_json(classes)
+        return header
 
     def _classes_json(self, classes: Sequence[str]) -> str:
         """``classes`` as the header stores them, checked: one string per output."""

@@ -437,19 +437,7 @@ class TrainConfig:
             raise ConfigError(
                 f"optimizer must be a name or a callable, got {self.optimizer!r}", "optimizer"
             )
-        if self.param_groups is not None and not callable(self.param_groups):
-            raise ConfigError(
-                f"param_groups must be a callable (model) -> parameter groups, or None, got "
-                f"{self.param_groups!r}",
-                "param_groups",
-            )
-        if self.param_groups is not None and self.no_decay:
-            raise ConfigError(
-                "no_decay splits the parameters into groups of its own, and param_groups "
-                "gives the groups: use one of them (a group of the callable sets its own "
-                "weight_decay, e.g. 0 for the 1-D parameters)",
-                "no_decay",
-            )
+        self._validate_groups()
         if isinstance(self.scheduler, str):
             one_of(
                 "scheduler",
@@ -473,6 +461,21 @@ class TrainConfig:
                 f"unknown device {self.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
                 + (" (meta holds no data: it cannot train)" if is_meta(self.device) else ""),
                 "device",
+            )
+
+    def _validate_groups(self) -> None:
+        if self.param_groups is not None and not callable(self.param_groups):
+            raise ConfigError(
+                f"param_groups must be a callable (model) -> parameter groups, or None, got "
+                f"{self.param_groups!r}",
+                "param_groups",
+            )
+        if self.param_groups is not None and self.no_decay:
+            raise ConfigError(
+                "no_decay splits the parameters into groups of its own, and param_groups "
+                "gives the groups: use one of them (a group of the callable sets its own "
+                "weight_decay, e.g. 0 for the 1-D parameters)",
+                "no_decay",
             )
 
     def _validate_augment(self) -> None:

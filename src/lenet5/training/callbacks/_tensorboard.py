@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..state import TrainState
+from ..state import TrainState, learning_rates
 from ._base import Callback
 
 if TYPE_CHECKING:
@@ -94,9 +94,10 @@ class TensorBoardLogger(Callback):
         # Written even when NaN: unlike a missing epoch metric, a NaN loss is news (the run
         # diverged), and reading it is this callback's one wait for the device per point.
         writer.add_scalar("step/loss", state.batch_loss, step)
-        # lr (the first group's) and, with several parameter groups, lr_<name> for each.
-        for name, rate in state.learning_rates.items():
-            writer.add_scalar(f"step/{name}", rate, step)
+        if state.optimizer is not None:
+            # lr (the first group's) and, with several parameter groups, lr_<name> for each.
+            for name, rate in learning_rates(state.optimizer).items():
+                writer.add_scalar(f"step/{name}", rate, step)
 
     def on_epoch_end(self, state: TrainState) -> None:
         writer = self._writer
