@@ -110,8 +110,10 @@ class ProgressBar(Callback):
 class CSVLogger(Callback):
     """Write one CSV row per epoch: epoch, step, loss, lr, validation metrics, time.
 
-    The whole file is rewritten atomically after every epoch, so a crash never leaves a
-    half-written row, and on resume the rows come back from the checkpoint.
+    Any other metric gets a column after those, in name order (``lr_<name>`` of each
+    parameter group, named validation sets, a callback's own); a row without it leaves
+    the cell empty. The whole file is rewritten atomically after every epoch, so a crash
+    never leaves a half-written row, and on resume the rows come back from the checkpoint.
 
     Args:
         path: The CSV file to write.
