@@ -147,28 +147,35 @@ def table(args: argparse.Namespace) -> None:
 
 
 def trade_off(records: list[dict[str, Any]], path: Path) -> None:
-    """Clean against corrupted validation accuracy, one point per run (the trade-off)."""
+    """Clean against corrupted validation accuracy, one numbered point per run (the
+    trade-off): all runs on the left, the robust ones (mCA >= 95%) enlarged on the right."""
     from lenet5.plotting import require_matplotlib
 
     plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    for r in records:
-        distilled = bool(r["teacher"])
-        ax.scatter(
-            r["val"]["mCA"],
-            r["val"]["clean"],
-            marker="s" if distilled else "o",
-            s=18 + 0.6 * r["config"]["epochs"],
-            color="C1" if distilled else "C0",
-        )
-        ax.annotate(r["name"], (r["val"]["mCA"], r["val"]["clean"]), fontsize=7,
-                    xytext=(4, 2), textcoords="offset points")  # fmt: skip
-    ax.set(
-        xlabel="mean corruption accuracy on validation (%)",
-        ylabel="clean validation accuracy (%)",
-        title="Candidates (marker size: epochs; squares: distilled)",
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), width_ratios=[1, 1.4], layout="constrained")
+    robust = [r for r in records if r["val"]["mCA"] >= 95]
+    for ax, shown in zip(axes, (records, robust), strict=True):
+        for number, r in enumerate(records, 1):
+            if r not in shown:
+                continue
+            distilled = bool(r["teacher"])
+            x, y = r["val"]["mCA"], r["val"]["clean"]
+            ax.scatter(x, y, marker="s" if distilled else "o", s=12 + 1.2 * r["config"]["epochs"],
+                       color="C1" if distilled else "C0", zorder=3)  # fmt: skip
+            ax.annotate(str(number), (x, y), fontsize=8, xytext=(5, 3), textcoords="offset points")
+        ax.set(xlabel="mean corruption accuracy on validation (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="clean validation accuracy (%)", title="all candidates")
+    axes[1].set(title="the robust ones (marker size: epochs; squares: distilled)")
+    names = [f"{i}  {r['name']} ({r['config']['epochs']} epochs)" for i, r in enumerate(records, 1)]
+    fig.legend(
+        handles=[plt.Line2D([], [], linestyle="none")] * len(names),
+        labels=names,
+        loc="outside right center",
+        fontsize=8,
+        handlelength=0,
+        frameon=False,
     )
-    ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120)
     print(f"figure: {path}")
 
