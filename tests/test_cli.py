@@ -491,7 +491,7 @@ def test_every_config_field_has_a_generated_flag(capsys: pytest.CaptureFixture[s
                  "--eval-batch-size N",
                  "--deterministic, --no-deterministic",
                  "--quiet, --no-quiet",
-                 "--recipe {reference,fast,mnist-v1,mnist-v2,mnist-v3}",
+                 "--recipe {reference,fast,mnist-v1,mnist-v2,mnist-v3,mnist-v4}",
                  "--checkpoint-every N write a resumable checkpoint every N epochs (and after "
                  "the last) (default: 1)"):  # fmt: skip
         assert flag in text, flag

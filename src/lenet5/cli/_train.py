@@ -50,6 +50,13 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="start from a named recipe (the options below override it)",
     )
     add_config_flags(training, TrainConfig)
+    _add_run_flags(parser)
+    _add_study_flags(parser)
+    parser.set_defaults(func=cmd_train)
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The run options: the output folder, callbacks, checkpoints, resume, plots."""
     run = parser.add_argument_group("run options")
     run.add_argument(
         "--out",
@@ -81,6 +88,10 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="write PNG plots into the run folder (needs matplotlib: lenet5[plot])",
     )
+
+
+def _add_study_flags(parser: argparse.ArgumentParser) -> None:
+    """The seed study's options (:mod:`lenet5.training.study`)."""
     study = parser.add_argument_group(
         "seed study",
         "Train the same command once per seed, in worker processes, each in its own run "
@@ -98,7 +109,6 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="seeds trained at once (default: the usable cores), each with cores/N threads",
     )
-    parser.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
