@@ -3,17 +3,20 @@ its one-line errors, and a callback plugin that sends signals at a chosen step.
 
 ``run_main`` calls :func:`lenet5.cli.main` in the test process (a subprocess costs seconds
 of imports); the hostile tests (signals, locks, full disks) need a real process:
-:func:`start` and :func:`finish`.
+:func:`start` and :func:`finish`, with :func:`train_args` for a tiny training on the
+``data`` folder of ``tests/cli/conftest.py`` and :func:`signalled` for its signals.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lenet5.cli import main
@@ -21,6 +24,16 @@ from lenet5.training import ENTRY_POINT_GROUP
 
 #: The small data folders' files are not the official ones: silence the MD5 warning.
 NO_MD5_WARNING = ("-W", "ignore::UserWarning")
+
+#: The ``run_cli`` fixture: ``python -m lenet5 ARGS`` in a subprocess.
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+#: The line ``lenet5 train`` and ``lenet5 evaluate`` end with.
+FINAL = re.compile(r"^Final \| Test Accuracy: (\d{1,3}\.\d{2})%$", re.MULTILINE)
+
+#: Steps per epoch of a training on the ``data`` folder of tests/cli/conftest.py: 256 images
+#: in batches of 32.
+STEPS = 8
 
 #: The name under which :data:`SIGNAL_PLUGIN` registers its callback.
 SIGNAL_CALLBACK = "signal_at"
@@ -154,3 +167,49 @@ def finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, s
         out, err = process.communicate()
         raise AssertionError(f"still running after {timeout} s:\n{out}\n{err}") from None
     return process.returncode, out or "", err
+
+
+def final_accuracy(stdout: str) -> float:
+    """The test accuracy of the :data:`FINAL` line (which must be there)."""
+    match = FINAL.search(stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The one error line of a finished ``lenet5`` process that exited with ``code``."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lenet5 ")
+    assert "error:" in lines[0]
+    return lines[0]
+
+
+def train_args(data: Path, out: Path, *more: str | Path, epochs: int = 2) -> list[str | Path]:
+    """``lenet5 train`` on the CPU, quiet, without validation, of ``epochs`` epochs."""
+    return ["train", "--data-dir", data, "--epochs", str(epochs), "--device", "cpu",
+            "--val-every", "0", "--quiet", "--out", out, *more]  # fmt: skip
+
+
+def signalled(site: Path, spec: str, **extra: str) -> dict[str, str]:
+    """The environment of a run whose plugin acts as ``spec`` says (see SIGNAL_PLUGIN)."""
+    return environment([site], LENET5_TEST_SIGNALS=spec, **extra)
+
+
+def names(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 300) -> None:
+    """Wait until ``path`` exists, failing loudly if ``process`` ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"ended with {process.returncode}: {process.communicate()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear in {timeout} s: {process.communicate()}")
+        time.sleep(0.05)

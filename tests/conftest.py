@@ -203,3 +203,42 @@ def built_docs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
 
     base = tmp_path_factory.getbasetemp()
     return build_docs(base if worker_id == "master" else base.parent)
+
+
+# ------------------------------------------------- fixtures of tests in several folders
+
+
+@pytest.fixture(scope="session")
+def trained_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    small_mnist_dir: Path,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``lenet5 train --epochs 1`` on the small data folder (copy it before changing it)."""
+    from cli_helpers import NO_MD5_WARNING
+
+    out = tmp_path_factory.mktemp("cli-run") / "run"
+    result = run_cli(
+        "train",
+        "--data-dir",
+        small_mnist_dir,
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        python_flags=NO_MD5_WARNING,
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Iterator[dict[str, tuple[Path, str]]]:
+    """Real files of every kind that must be refused, each with the message expected
+    (``helpers.hostile_files``)."""
+    from helpers import hostile_files
+
+    with hostile_files(tmp_path) as files:
+        yield files

@@ -1,5 +1,5 @@
-"""The package's shape: layers without cycles, short functions, lazy imports, the fit in
-one place.
+"""The package's shape: layers without cycles, short functions, lazy imports, public names
+with one public path, the fit in one place.
 
 The import graph here is grimp's (the library behind import-linter): every ``import`` in
 ``src/lenet5``, also inside functions; the layers are checked without the imports under
@@ -19,6 +19,7 @@ import pytest
 import tomllib
 
 import lenet5
+from lenet5.training import EarlyStopping
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "lenet5"
@@ -225,3 +226,29 @@ def test_public_names_have_a_public_module(package: str) -> None:
         if isinstance(value, type):
             assert pickle.loads(pickle.dumps(value)) is value, name
     assert repr(lenet5.DevicePlacement) == "<class 'lenet5.training.callbacks.DevicePlacement'>"
+
+
+# ---------------------------------------------------------------------------- public names
+
+
+def test_dir_of_the_package_lists_the_lazily_imported_names() -> None:
+    names = dir(lenet5)
+    assert {"Trainer", "LeNet5", "Checkpoint", "evaluate", "load_dataset"} <= set(names)
+    assert set(lenet5.__all__) <= set(names)
+
+
+def test_the_callback_api_has_one_public_path() -> None:
+    import pickle
+
+    import lenet5.callbacks
+    import lenet5.training.callbacks as home
+
+    for name in home.__all__:
+        assert getattr(lenet5.callbacks, name) is getattr(home, name)
+    # The older paths that lenet5.training still answers lead to the same objects.
+    for name in ("HOOKS", "Callback", "CallbackError", "Checkpoint", "EarlyStopping", "Timer"):
+        assert getattr(lenet5.training, name) is getattr(home, name)
+    assert home.HOOKS is home._base.HOOKS
+    stopper = pickle.loads(pickle.dumps(EarlyStopping(patience=4)))
+    assert type(stopper) is EarlyStopping
+    assert stopper.patience == 4

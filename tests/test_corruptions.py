@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import seeded_generator
 from lenet5 import LeNet5, evaluate
 from lenet5 import corruptions as C
 from lenet5.corruptions import CORRUPTIONS, corrupt
@@ -20,10 +21,6 @@ from lenet5.data import ImageSet
 REPO = Path(__file__).resolve().parent.parent
 # The registry's corruptions whose output does not depend on the generator.
 FIXED = {"gaussian_blur", "contrast", "brightness", "scale", "thicken", "thin"}
-
-
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +42,19 @@ def test_each_corruption_keeps_the_form_is_seeded_and_changes_the_image(
     name: str, batch: torch.Tensor
 ) -> None:
     before = batch.clone()
-    out = CORRUPTIONS[name](batch, _gen(0))
+    out = CORRUPTIONS[name](batch, seeded_generator(0))
     assert torch.equal(batch, before)  # the input is left alone
     assert out.shape == batch.shape
     assert out.dtype == batch.dtype
     assert out.min() >= 0
     assert out.max() <= 1
-    assert torch.equal(out, CORRUPTIONS[name](batch, _gen(0)))
-    assert torch.equal(out, CORRUPTIONS[name](batch, _gen(1))) == (name in FIXED)
+    assert torch.equal(out, CORRUPTIONS[name](batch, seeded_generator(0)))
+    assert torch.equal(out, CORRUPTIONS[name](batch, seeded_generator(1))) == (name in FIXED)
     # Every image changes, by a visible amount on average.
     per_image = (out - batch).abs().mean(dim=(1, 2, 3))
     assert per_image.min() > 0, name
     assert per_image.mean() > 0.02, (name, per_image.mean())
-    assert CORRUPTIONS[name](batch.double(), _gen(0)).dtype == torch.float64
+    assert CORRUPTIONS[name](batch.double(), seeded_generator(0)).dtype == torch.float64
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
@@ -70,7 +67,7 @@ def test_corrupt_takes_and_returns_uint8(name: str, mnist_test: ImageSet) -> Non
     assert not torch.equal(out, images)
     four_d = corrupt(images.unsqueeze(1), name, seed=3)
     assert torch.equal(four_d.squeeze(1), out)
-    expected = CORRUPTIONS[name](images.float().div(255).unsqueeze(1), _gen(3))
+    expected = CORRUPTIONS[name](images.float().div(255).unsqueeze(1), seeded_generator(3))
     assert torch.equal(out, expected.mul(255).round().squeeze(1).to(torch.uint8))
 
 
@@ -82,21 +79,25 @@ def test_corrupt_refuses_unknown_names_and_float_images(mnist_test: ImageSet) ->
 
 
 def test_no_generator_means_one_seeded_with_0(batch: torch.Tensor) -> None:
-    assert torch.equal(C.gaussian_noise(batch, 0.3), C.gaussian_noise(batch, 0.3, _gen(0)))
-    assert torch.equal(C.fog(batch, 0.5), C.fog(batch, 0.5, _gen(0)))
-    assert torch.equal(C.occlusion_lines(batch, 2, 1.5), C.occlusion_lines(batch, 2, 1.5, _gen(0)))
-    assert torch.equal(C.erase(batch, 0.2), C.erase(batch, 0.2, _gen(0)))
+    assert torch.equal(
+        C.gaussian_noise(batch, 0.3), C.gaussian_noise(batch, 0.3, seeded_generator(0))
+    )
+    assert torch.equal(C.fog(batch, 0.5), C.fog(batch, 0.5, seeded_generator(0)))
+    assert torch.equal(
+        C.occlusion_lines(batch, 2, 1.5), C.occlusion_lines(batch, 2, 1.5, seeded_generator(0))
+    )
+    assert torch.equal(C.erase(batch, 0.2), C.erase(batch, 0.2, seeded_generator(0)))
 
 
 def test_zero_severity_is_the_identity(batch: torch.Tensor) -> None:
     exact: list[Callable[[torch.Tensor], torch.Tensor]] = [
-        lambda x: C.gaussian_noise(x, 0.0, _gen()),
-        lambda x: C.shot_noise(x, 1e12, _gen()),
-        lambda x: C.impulse_noise(x, 0.0, _gen()),
+        lambda x: C.gaussian_noise(x, 0.0, seeded_generator()),
+        lambda x: C.shot_noise(x, 1e12, seeded_generator()),
+        lambda x: C.impulse_noise(x, 0.0, seeded_generator()),
         lambda x: C.brightness(x, 0.0),
-        lambda x: C.fog(x, 0.0, _gen()),
+        lambda x: C.fog(x, 0.0, seeded_generator()),
         lambda x: C.thickness(x, 0.0),
-        lambda x: C.erase(x, 0.0, _gen()),
+        lambda x: C.erase(x, 0.0, seeded_generator()),
     ]
     for f in exact:
         assert torch.allclose(f(batch), batch, atol=1e-5)
@@ -181,16 +182,16 @@ def test_thickness_changes_the_stroke_width() -> None:
 
 def test_the_noises_have_their_statistics() -> None:
     grey = torch.full((8, 1, 28, 28), 0.5)
-    diff = C.gaussian_noise(grey, 0.1, _gen()) - grey
+    diff = C.gaussian_noise(grey, 0.1, seeded_generator()) - grey
     assert diff.mean().abs() < 0.01
     assert diff.std() == pytest.approx(0.1, rel=0.05)
     # Shot noise: variance x / photons, and none on the background.
-    shot = C.shot_noise(grey, 20.0, _gen()) - grey
+    shot = C.shot_noise(grey, 20.0, seeded_generator()) - grey
     assert shot.std() == pytest.approx((0.5 / 20) ** 0.5, rel=0.05)
     assert torch.equal(
-        C.shot_noise(torch.zeros(2, 1, 28, 28), 5.0, _gen()), torch.zeros(2, 1, 28, 28)
+        C.shot_noise(torch.zeros(2, 1, 28, 28), 5.0, seeded_generator()), torch.zeros(2, 1, 28, 28)
     )
-    salted = C.impulse_noise(grey, 0.2, _gen())
+    salted = C.impulse_noise(grey, 0.2, seeded_generator())
     assert float((salted == 0).float().mean()) == pytest.approx(0.1, abs=0.01)
     assert float((salted == 1).float().mean()) == pytest.approx(0.1, abs=0.01)
     assert float((salted == 0.5).float().mean()) == pytest.approx(0.8, abs=0.01)
@@ -204,19 +205,19 @@ def test_blur_keeps_the_mass_of_a_dot_inside_the_image() -> None:
 
 def test_fog_is_smooth_haze_up_to_its_strength() -> None:
     black = torch.zeros(16, 1, 28, 28)
-    haze = C.fog(black, 0.6, _gen())
+    haze = C.fog(black, 0.6, seeded_generator())
     assert haze.min() == 0
     assert float(haze.amax(dim=(1, 2, 3)).min()) == pytest.approx(0.6, abs=1e-5)
     # Low frequency: neighbouring pixels differ by 0.026 on average (uniform noise of the
     # same range: 0.2).
     assert float((haze[..., 1:] - haze[..., :-1]).abs().mean()) < 0.05
     white = torch.ones(2, 1, 28, 28)
-    assert torch.equal(C.fog(white, 0.6, _gen()), white)  # strokes stay white
+    assert torch.equal(C.fog(white, 0.6, seeded_generator()), white)  # strokes stay white
 
 
 def test_occlusion_lines_and_erasing_paint_the_background_colour() -> None:
     white = torch.ones(64, 1, 28, 28)
-    lined = C.occlusion_lines(white, 2, 2.0, _gen())
+    lined = C.occlusion_lines(white, 2, 2.0, seeded_generator())
     covered = (1 - lined).mean(dim=(1, 2, 3))
     # Two lines 2 pixels wide and 28 to 40 long (less where they cross) cover at most
     # 2 * 2 * 40 / 784 of the image.
@@ -224,7 +225,7 @@ def test_occlusion_lines_and_erasing_paint_the_background_colour() -> None:
     assert covered.max() < 2 * 2 * 40 / 784
     # Each line passes within 7 * sqrt(2) pixels of the centre, so crosses this square.
     assert torch.all(lined[..., 2:26, 2:26].amin(dim=(1, 2, 3)) < 1)
-    erased = C.erase(white, 0.2, _gen())
+    erased = C.erase(white, 0.2, seeded_generator())
     share = (erased == 0).float().mean(dim=(1, 2, 3))
     assert torch.all((share > 0.1) & (share < 0.3))
     assert set(erased.unique().tolist()) == {0.0, 1.0}
@@ -318,7 +319,7 @@ def test_the_benchmark_runs_on_a_small_test_set(small_mnist_dir: Path, tmp_path:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_the_draws_are_the_same_on_cuda(batch: torch.Tensor) -> None:
     for name, f in CORRUPTIONS.items():
-        cpu = f(batch, _gen(0))
-        cuda = f(batch.cuda(), _gen(0))
+        cpu = f(batch, seeded_generator(0))
+        cuda = f(batch.cuda(), seeded_generator(0))
         assert cuda.is_cuda
         assert torch.allclose(cuda.cpu(), cpu, atol=1e-4), name

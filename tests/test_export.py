@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+from helpers import needs_onnx
 from lenet5 import LeNet5
 from lenet5.export import ExportError, export_model
-
-needs_onnx = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
-    reason="the onnx extra is not installed",
-)
 
 
 def _inputs(channels: int = 1) -> list[torch.Tensor]:
@@ -53,20 +49,6 @@ def test_onnx_matches_eager_with_dynamic_batch(tmp_path: Path) -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(LeNet5(), "x.bin", format="tflite")  # type: ignore[arg-type]
-
-
-@needs_onnx
-def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lenet5.cli import main
-
-    out = tmp_path / "with space" / "model.onnx"
-    assert main(["export", "--format", "onnx", "--out", str(out)]) == 0
-    assert out.is_file()
-    assert "dynamic batch" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as exit:
-        main(["export", "--format", "onnx", "--out", str(tmp_path)])
-    assert exit.value.code == 2
-    assert "is a folder" in capsys.readouterr().err
 
 
 def test_export_error_is_one_class() -> None:
@@ -131,3 +113,31 @@ def test_a_torchscript_export_that_differs_is_refused_before_writing(tmp_path: P
 def test_an_onnx_export_that_differs_is_refused_before_writing(tmp_path: Path) -> None:
     message = _refused(tmp_path / "m.onnx", Counter(), "onnx")
     assert message == "the ONNX Runtime export does not reproduce the model's outputs"
+
+
+# -------------------------------------------------------------- the model and the exporter
+
+
+def test_export_leaves_the_model_alone(tmp_path: Path) -> None:
+    model = LeNet5().train()
+    export_model(model, tmp_path / "m.pt", format="torchscript")
+    assert model.training
+    assert all(m.training for m in model.modules())
+
+
+def test_a_model_the_exporter_cannot_trace_is_an_export_error(tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    from lenet5.export import ExportError, export_model
+
+    class Refuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("this model refuses to run")
+
+    with pytest.raises(ExportError) as info:
+        export_model(Refuses(), tmp_path / "m.onnx", format="onnx")
+    assert str(info.value) == "cannot export Refuses to ONNX: this model refuses to run"
+    assert not (tmp_path / "m.onnx").exists()

@@ -1,4 +1,5 @@
-"""Atomic writes (lenet5._io): all or nothing, and errors that name the path and the cause."""
+"""Atomic writes and JSON (lenet5._io): all or nothing, errors that name the path and the
+cause, a live writer's staging folder kept, JSON read bounded and written strict."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from helpers import tmpfs
+from lenet5 import LeNet5
 from lenet5._io import (
     WriteError,
     atomic_file,
     atomic_folder,
     atomic_write_bytes,
     atomic_write_text,
+    dumps_json,
+    loads_json,
     remove_leftovers,
 )
 
@@ -140,3 +144,51 @@ def test_weights_on_a_full_disk_name_the_path(full_disk: Path) -> None:
         save_weights(LeNet5(), path)  # 180 kB on a 64 KiB filesystem
     assert str(excinfo.value) == f"cannot write {path}: No space left on device"
     assert list(full_disk.iterdir()) == []
+
+
+# ---------------------------------------------------- nested writes, staging folders, JSON
+
+
+def test_a_failing_write_inside_an_atomic_one_keeps_its_own_message(tmp_path: Path) -> None:
+    from lenet5._io import WriteError, atomic_folder, atomic_write_bytes
+
+    (tmp_path / "a file").write_text("")
+    inner = tmp_path / "a file" / "inner.bin"  # under a file: cannot be written
+
+    def write_both() -> None:
+        with atomic_folder(tmp_path / "outer") as staged:
+            (staged / "part").write_text("half of the folder")
+            atomic_write_bytes(inner, b"data")
+
+    with pytest.raises(WriteError) as info:
+        write_both()
+    assert str(info.value).startswith(f"cannot write {inner}: ")  # the inner file's message
+    assert "outer" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file"]  # nothing left behind
+
+
+def test_a_live_writers_staging_folder_is_kept(tmp_path: Path) -> None:
+    from lenet5._io import remove_stale_leftovers, temporary_folder
+
+    with temporary_folder(tmp_path, "lenet5-save") as mine:
+        LeNet5().save_pretrained(tmp_path)  # another save in the same folder meanwhile
+        assert mine.is_dir()  # ours (a live process's) is not removed
+        assert remove_stale_leftovers(tmp_path) == []
+    assert not mine.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 10_000, "nested deeper than 32 levels"),
+        ('{"a": Infinity}', "Infinity is not JSON"),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_json_reads_are_bounded(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        loads_json(text)
+    assert loads_json(dumps_json({"x": [float("-inf")]})) == {
+        "x": [None],
+        "non_finite": {"x[0]": "-inf"},
+    }

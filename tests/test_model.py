@@ -1,7 +1,17 @@
-"""The LeNet5 module: size, layer shapes, compatibility with the reference layout, checks."""
+"""The LeNet5 module: size, layer shapes, compatibility with the reference layout, checks,
+and saving: save_pretrained and from_pretrained round trips, the model card, non-finite
+weights never saved, nothing left behind by a killed save."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -10,6 +20,7 @@ from torch import nn
 
 from lenet5 import LeNet5
 from lenet5.data import DATASETS
+from lenet5.weights import WeightsError
 
 
 class ReferenceLeNet5(nn.Module):
@@ -259,3 +270,91 @@ def test_save_pretrained_keeps_an_existing_card_and_writes_atomically(tmp_path: 
         LeNet5(num_classes=5).save_pretrained(folder, metadata={"epochs": 3})  # type: ignore[dict-item]
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert LeNet5.from_pretrained(folder).num_classes == 3
+
+
+# ---------------------------------------------------------------------------------- saving
+
+
+def test_save_pretrained_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = LeNet5(num_classes=7, in_channels=3)
+    folder = model.save_pretrained(tmp_path / "saved model")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert json.loads((folder / "config.json").read_text()) == {"num_classes": 7, "in_channels": 3}
+    loaded = LeNet5.from_pretrained(folder)
+    assert (loaded.num_classes, loaded.in_channels) == (7, 3)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
+    x = torch.randn(4, 3, 28, 28)
+    model.eval()
+    assert torch.equal(model(x), loaded(x))
+    # A bare .safetensors file loads too; its shapes give the constructor arguments.
+    bare = tmp_path / "bare.safetensors"
+    shutil.copy(folder / "model.safetensors", bare)
+    assert LeNet5.from_pretrained(bare).num_classes == 7
+
+
+def test_a_model_with_non_finite_weights_is_never_saved(tmp_path: Path) -> None:
+    model = LeNet5()
+    with torch.no_grad():
+        model.classifier[5].bias[3] = math.inf  # type: ignore[index]
+    target = tmp_path / "out"
+    with pytest.raises(WeightsError, match=r"classifier\.5\.bias\); not saved") as info:
+        model.save_pretrained(target)
+    assert "lower the learning rate" in str(info.value)
+    assert not target.exists()  # nothing created, nothing half-written
+    existing = tmp_path / "existing"
+    LeNet5().save_pretrained(existing)
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
+    with torch.no_grad():
+        model.classifier[5].bias[3] = math.nan  # type: ignore[index]
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        model.save_pretrained(existing)
+    assert {p.name: p.read_bytes() for p in existing.iterdir()} == before  # untouched
+
+
+# A save that is killed with SIGKILL in the middle: after the mixin wrote its files into
+# the staging folder, before anything was put in place.
+_KILLED_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from lenet5 import LeNet5
+
+    class KilledWhileSaving(LeNet5):
+        def _save_pretrained(self, save_directory):
+            super()._save_pretrained(save_directory)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    KilledWhileSaving().save_pretrained(sys.argv[1])
+    """
+)
+
+
+def test_a_killed_save_leaves_nothing_that_the_next_save_does_not_remove(
+    tmp_path: Path,
+) -> None:
+    folder, private_tmp = tmp_path / "weights", tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(private_tmp), "OMP_NUM_THREADS": "1"}
+    for _ in range(3):
+        killed = subprocess.run(
+            [sys.executable, "-c", _KILLED_SAVE, str(folder)], env=env, check=False, timeout=120
+        )
+        assert killed.returncode == -signal.SIGKILL
+        # One leftover, hidden inside the target: each save removed the one before it.
+        left = [p.name for p in folder.iterdir()]
+        assert len(left) == 1, left
+        assert left[0].startswith(".lenet5-save.")
+        assert left[0].endswith(".tmp")
+        assert list(private_tmp.iterdir()) == []  # nothing in the temporary folder
+    LeNet5().save_pretrained(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    assert isinstance(LeNet5.from_pretrained(folder), LeNet5)

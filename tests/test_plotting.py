@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Text
 from PIL import Image
 
+from lenet5 import ImageSet
 from lenet5.plotting import (
     _confusion_figure,
     _history_figure,
@@ -395,3 +396,21 @@ def test_markers_are_real_lines_not_invisible_points() -> None:
     (line,) = [x for x in fig.axes[0].get_children() if isinstance(x, Line2D) and x.get_label()
                == "training: last 0.3"]  # fmt: skip
     assert line.get_marker() == "o"
+
+
+# ------------------------------------------------------ without validation, without errors
+
+
+def test_plots_without_validation_or_without_errors(tmp_path: Path, tiny_test: ImageSet) -> None:
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    from lenet5.plotting import plot_history, plot_misclassified
+
+    curves = plot_history([{"loss": 0.9}, {"loss": 0.5}], tmp_path / "curves.png")
+    labels = tiny_test.labels[:8]
+    grid = plot_misclassified(tiny_test.images[:8], labels, labels.clone(), tiny_test.classes,
+                              tmp_path / "wrong.png")  # fmt: skip
+    for path in (curves, grid):
+        with Image.open(path) as image:
+            assert image.width > 100

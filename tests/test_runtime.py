@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from cli_helpers import run_main
+from helpers import needs_onnx
 from lenet5 import LeNet5
-from lenet5._onnx_graph import lenet5_layers
 from lenet5.data import ImageSet
-from lenet5.export import ExportError, export_model
+from lenet5.export import ExportError
 from lenet5.predict import Predictor
 from lenet5.runtime import OnnxRuntimeModel, inference_model, resolve_backend
 from lenet5.training import evaluate
-
-needs_onnx = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime")),
-    reason="the onnx extra is not installed",
-)
 
 
 @needs_onnx
@@ -112,45 +106,6 @@ def test_a_model_onnx_cannot_take_falls_back_on_auto_and_fails_when_asked() -> N
         inference_model(odd, "onnxruntime")
 
 
-def test_only_exact_lenet5_layouts_take_the_direct_onnx_path() -> None:
-    assert lenet5_layers(LeNet5()) is not None
-    relu = LeNet5()
-    relu.features[1] = nn.ReLU()
-    assert lenet5_layers(relu) is None
-    assert lenet5_layers(nn.Linear(2, 2)) is None
-
-
-@needs_onnx
-@pytest.mark.slow
-def test_other_layouts_export_through_torch_onnx(tmp_path: Path) -> None:
-    pytest.importorskip("onnxscript")
-    import onnxruntime
-
-    model = LeNet5()
-    model.features[1] = nn.ReLU()
-    model.eval()
-    path = export_model(model, tmp_path / "relu.onnx", format="onnx")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = torch.randn(4, 1, 28, 28)
-    with torch.inference_mode():
-        (got,) = session.run(None, {"input": x.numpy()})
-        torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-5, rtol=1e-5)
-
-
-@needs_onnx
-def test_cli_backends_agree(mnist_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = {}
-    for backend in ("torch", "onnxruntime"):
-        code = run_main(
-            "evaluate", "--data-dir", mnist_dir, "--weights", "mnist-v2", "--backend", backend
-        )
-        assert code == 0
-        lines[backend] = capsys.readouterr().out.splitlines()[0]
-    assert lines["torch"] == lines["onnxruntime"] == "Final | Test Accuracy: 99.37%"
-    assert run_main("evaluate", "--data-dir", mnist_dir, "--backend", "tpu") == 2
-    assert "invalid choice: 'tpu'" in capsys.readouterr().err
-
-
 def test_without_the_onnx_extra(tmp_path: Path, mnist_dir: Path) -> None:
     # A fresh interpreter in which onnxruntime cannot be imported, as after a plain install.
     script = textwrap.dedent(
@@ -178,3 +133,25 @@ def test_runtime_does_not_import_export() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.split() == ["False"]
+
+
+# ------------------------------------------------------------------------- any float input
+
+
+@pytest.fixture
+def onnxruntime_model() -> Any:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from lenet5.runtime import OnnxRuntimeModel
+
+    return OnnxRuntimeModel(LeNet5.from_pretrained("DEFAULT"), threads=1)
+
+
+def test_onnxruntime_takes_any_float_input(onnxruntime_model: Any, tiny_test: ImageSet) -> None:
+    model = LeNet5.from_pretrained("DEFAULT").eval()
+    x = tiny_test.images[:6].double().div(255).sub(0.1307).div(0.3081).unsqueeze(1)
+    odd = x.transpose(2, 3).requires_grad_()  # float64, not contiguous, requiring grad
+    with torch.no_grad():
+        expected = model(odd.detach().float())
+    torch.testing.assert_close(onnxruntime_model(odd), expected, atol=1e-4, rtol=1e-4)
+    assert repr(onnxruntime_model) == "OnnxRuntimeModel(in_channels=1)"
