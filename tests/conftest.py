@@ -14,11 +14,15 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from lenet5.data import ImageSet, load_dataset
+
+if TYPE_CHECKING:
+    from built_docs import DocsBuild
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -34,11 +38,19 @@ MNIST_FILES = (
 torch.set_num_threads(1)
 
 
-def _data_dir(env: str, default: Path, what: str) -> Path:
+def _data_folder(env: str, default: Path) -> tuple[Path, bool]:
+    """The data folder that ``env`` names (else ``default``), and whether it holds the four
+    IDX files."""
     folder = Path(os.environ.get(env) or default).expanduser()
     if not folder.is_absolute():
         folder = Path.cwd() / folder
-    if all((folder / f"{n}.gz").is_file() or (folder / n).is_file() for n in MNIST_FILES):
+    found = all((folder / f"{n}.gz").is_file() or (folder / n).is_file() for n in MNIST_FILES)
+    return folder, found
+
+
+def _data_dir(env: str, default: Path, what: str) -> Path:
+    folder, found = _data_folder(env, default)
+    if found:
         return folder
     message = (
         f"{what} data not found in {folder}: set {env} to the folder holding the four IDX files "
@@ -196,13 +208,61 @@ def restore_determinism() -> Iterator[None]:
         os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
-@pytest.fixture(scope="session")
-def built_docs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
-    """The HTML documentation, built once per session (see tests/built_docs.py)."""
-    from built_docs import build_docs
-
+def _shared_tmp(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A folder all workers of the session share (the parent of each worker's base)."""
     base = tmp_path_factory.getbasetemp()
-    return build_docs(base if worker_id == "master" else base.parent)
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _docs_build_started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> None:
+    """Start the session's docs build in the background as the session starts, when a
+    selected test reads it (see tests/built_docs.py); the examples run in it when a
+    selected test reads their runs."""
+    import built_docs
+
+    needed = [set(getattr(item, "fixturenames", ())) for item in request.session.items]
+    if any(names & built_docs.READERS for names in needed):
+        examples = any(built_docs.RUNS_FIXTURE in names for names in needed)
+        data = {}
+        for env, name in (
+            ("LENET5_DATA_DIR", "mnist"),
+            ("LENET5_FASHION_DATA_DIR", "fashion-mnist"),
+        ):
+            folder, found = _data_folder(env, SHARED_DATA / name)
+            if found:
+                data[env] = folder
+        tmp = _shared_tmp(tmp_path_factory, worker_id)
+        built_docs.start(tmp, run_examples=examples, data=data)
+
+
+@pytest.fixture(scope="session")
+def docs_build(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DocsBuild:
+    """The session's one build of the documentation, once it has ended, failed or not
+    (see tests/built_docs.py)."""
+    import built_docs
+
+    return built_docs.wait(_shared_tmp(tmp_path_factory, worker_id))
+
+
+@pytest.fixture(scope="session")
+def built_docs(docs_build: DocsBuild) -> Path:
+    """The HTML documentation of the session's build, which must have passed (with
+    warnings as errors); the failure shows Sphinx's output."""
+    return docs_build.check()
+
+
+@pytest.fixture(scope="session")
+def gallery_runs(docs_build: DocsBuild) -> DocsBuild:
+    """The session's build, in which the gallery's examples ran (a failed build too: each
+    example's test reports its own failure)."""
+    assert docs_build.runs is not None, (
+        "the docs build ran no examples (LENET5_DOCS_RUN_EXAMPLES=0 in its environment?):\n"
+        + docs_build.log
+    )
+    return docs_build
 
 
 # ------------------------------------------------- fixtures of tests in several folders
@@ -242,3 +302,41 @@ def hostile(tmp_path: Path) -> Iterator[dict[str, tuple[Path, str]]]:
 
     with hostile_files(tmp_path) as files:
         yield files
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first and the readers of the docs build last (a stable sort); and
+    each ``xdist_group`` on one worker again.
+
+    With ``pytest -n N`` the workers take the tests in this order: the long ones start
+    while there is work left to run beside them (no worker runs alone at the end), and
+    the docs build, started as the session starts, has ended when its readers come.
+    """
+    from built_docs import READERS
+
+    def key(item: pytest.Item) -> tuple[bool, bool]:
+        reads_docs = bool(set(getattr(item, "fixturenames", ())) & READERS)
+        return reads_docs, item.get_closest_marker("slow") is None
+
+    items.sort(key=key)
+    _keep_xdist_groups(config, items)
+
+
+def _keep_xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker under pytest 9.2.
+
+    pytest-xdist (3.8) tells its scheduler an item's group by appending ``@GROUP`` to the
+    item's node id, which it writes into ``item._nodeid``; pytest 9.2 keeps node ids in
+    ``item._id`` instead, so the suffix is lost and every test of a group is scheduled
+    on its own (pytest-dev/pytest-xdist#1386): the browser tests started one Chromium per
+    worker. This writes the id xdist meant, where pytest now reads it; with a pytest that
+    still reads ``_nodeid`` (or an xdist that is fixed) there is nothing to do.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        meant = item.__dict__.get("_nodeid")
+        structured = getattr(item, "_id", None)
+        if isinstance(meant, str) and meant != item.nodeid and structured is not None:
+            item._id = type(structured).parse(meant)

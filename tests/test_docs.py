@@ -535,7 +535,10 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
     return errors
 
 
+# One mypy run for every page: with ``pytest -n N --dist loadgroup`` these tests share a
+# worker (each worker would run mypy, a session fixture, once).
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs_mypy")
 @pytest.mark.parametrize("page", [p for p in PAGES if any(b.is_python for b in BLOCKS[p])])
 def test_page_code_type_checks_strictly(page: str, mypy_errors: dict[str, list[str]]) -> None:
     assert not mypy_errors[page], "\n".join(mypy_errors[page])

@@ -255,6 +255,7 @@ def _resume_and_compare(tmp_path: Path, mnist_dir: Path, ckpt: Path, want: objec
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ddp_uninterrupted")  # one worker: one uninterrupted run
 def test_resume_from_the_rank0_checkpoint_ends_like_an_uninterrupted_run(
     tmp_path: Path, mnist_dir: Path, uninterrupted: dict[str, object]
 ) -> None:
@@ -276,6 +277,7 @@ def test_resume_from_the_rank0_checkpoint_ends_like_an_uninterrupted_run(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ddp_uninterrupted")  # one worker: one uninterrupted run
 def test_a_stop_on_one_rank_stops_every_rank_after_the_same_batch(
     tmp_path: Path, mnist_dir: Path, uninterrupted: dict[str, object]
 ) -> None:
