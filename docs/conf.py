@@ -82,8 +82,9 @@ html_css_files = ["css/lenet5.css"]
 # build, in this process, with the flags of examples/_gallery.py (a short run on a few
 # hundred images; --out in a temporary folder, so nothing is written into the source tree),
 # and a script that fails fails the build. LENET5_DOCS_RUN_EXAMPLES=0 builds the pages
-# without running them (tests/built_docs.py does, since tests/test_examples.py runs the
-# scripts).
+# without running them. With LENET5_GALLERY_RUNS set (scripts/check.sh, tests/built_docs.py),
+# every script runs even when its page is up to date, and examples/_gallery.py records each
+# run there for tests/test_examples.py: this build is the one run of the examples per check.
 import os  # noqa: E402
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +109,10 @@ sphinx_gallery_conf = {
     "filename_pattern": r"\.py$",  # run every example ...
     "ignore_pattern": r"^_",  # ... but not the helper examples/_gallery.py
     "plot_gallery": os.environ.get("LENET5_DOCS_RUN_EXAMPLES", "1") != "0",
+    "run_stale_examples": bool(os.environ.get("LENET5_GALLERY_RUNS")),
+    # matplotlib's state reset before each script; _gallery.record after each.
+    "reset_modules": ("matplotlib", "_gallery.record"),
+    "reset_modules_order": "both",
     "image_scrapers": ("matplotlib",),
     "only_warn_on_example_error": False,  # a failing example fails the build
     "abort_on_example_error": False,  # after running the others, to report them all

@@ -4,18 +4,27 @@ sphinx-gallery executes every script of ``examples/inference/`` and
 ``examples/research/`` while the docs are built, in the Sphinx process, one after the
 other, and makes a page of each with its output and figures. Before each script it sets
 ``sys.argv`` to what :func:`reset_argv` returns: the script's flags in
-:data:`GALLERY_ARGS`, a short run on a few hundred images, and ``--out`` in a temporary
-folder that is removed when the build ends, so that nothing is written into the source
-tree. :func:`order` sorts the pages of each section in the order of
-:data:`GALLERY_ARGS`.
+:data:`GALLERY_ARGS` (a short run on a few hundred images), ``--data-dir`` for the
+scripts of :data:`DATA_DIR_FLAG`, and ``--out`` in a temporary folder that is removed
+when the build ends, so that nothing is written into the source tree. :func:`order`
+sorts the pages of each section in the order of :data:`GALLERY_ARGS`.
+
+With ``LENET5_GALLERY_RUNS`` set to a folder, each script's ``--out`` is
+``FOLDER/NAME``, kept, and :func:`record` writes ``FOLDER/NAME.json`` after the script
+ran: its flags, its ``--out``, what it left in its working folder, its seconds.
+tests/test_examples.py checks these records and the pages: this build is the one run of
+the examples per check.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import json
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,17 @@ GALLERY_ARGS: dict[str, tuple[str, ...]] = {
         "1e-2",
     ),
     "custom_model": ("--subset", "1024", "--epochs", "2"),
+    "finetune_fashion3": ("--subset", "1536", "--epochs", "3"),
+}
+
+#: The examples that the build gives ``--data-dir`` (``$LENET5_DATA_DIR``, when set):
+#: every one that reads MNIST except ``mixup``, which reads the variable itself, as a
+#: script run without the flag does (``finetune_fashion3`` reads Fashion-MNIST from
+#: ``$LENET5_FASHION_DATA_DIR`` the same way; ``predict_your_picture`` reads no data).
+DATA_DIR_FLAG = frozenset(GALLERY_ARGS) - {
+    "predict_your_picture",
+    "mixup",
+    "finetune_fashion3",
 }
 
 
@@ -60,6 +80,21 @@ def _scratch() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="lenet5-gallery-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+@functools.cache
+def _runs() -> Path | None:
+    """``$LENET5_GALLERY_RUNS``, made absolute: the scripts run in their own folders."""
+    folder = os.environ.get("LENET5_GALLERY_RUNS")
+    if not folder:
+        return None
+    path = Path(folder).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+#: The run under way: its name, flags, working folder, what that held, and its start.
+_running: dict[str, Any] = {}
 
 
 def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> list[str]:
@@ -75,10 +110,47 @@ def reset_argv(gallery_conf: dict[str, Any], script_vars: dict[str, Any]) -> lis
     import torch  # only when examples run: a build without them never loads torch
 
     torch.set_num_threads(1)
-    name = Path(script_vars["src_file"]).stem
+    source = Path(script_vars["src_file"])
+    name = source.stem
     if name not in GALLERY_ARGS:
         raise KeyError(f"examples/_gallery.py: GALLERY_ARGS has no entry for {name}.py")
-    return [*GALLERY_ARGS[name], "--out", str(_scratch() / name)]
+    data = os.environ.get("LENET5_DATA_DIR")
+    argv = [
+        *GALLERY_ARGS[name],
+        *(("--data-dir", data) if data and name in DATA_DIR_FLAG else ()),
+    ]
+    runs = _runs()
+    argv += ["--out", str(runs / name if runs else _scratch() / name)]
+    # sphinx-gallery runs the script in its own folder: what is there now, to compare.
+    _running.clear()
+    _running.update(
+        name=name,
+        script=f"{source.parent.parent.name}/{source.parent.name}/{source.name}",
+        argv=argv,
+        cwd=str(source.parent),
+        before=sorted(os.listdir(source.parent)),
+        start=time.perf_counter(),
+    )
+    return argv
+
+
+def record(gallery_conf: dict[str, Any], fname: str | None, when: str) -> None:
+    """Write the record of the example that just ran, with ``LENET5_GALLERY_RUNS``.
+
+    A gallery ``reset_modules`` hook: sphinx-gallery calls it before and after each
+    script; it acts after.
+    """
+    runs = _runs()
+    if when != "after" or fname is None or runs is None or not _running:
+        return
+    if Path(fname).stem != _running["name"]:
+        return
+    left = sorted(set(os.listdir(_running["cwd"])) - set(_running["before"]))
+    seconds = time.perf_counter() - _running["start"]
+    entry = {key: _running[key] for key in ("name", "script", "argv", "cwd")}
+    entry.update(left_in_cwd=left, seconds=round(seconds, 2))
+    (runs / f"{_running['name']}.json").write_text(json.dumps(entry, indent=1) + "\n")
+    _running.clear()
 
 
 def order(filename: str) -> int:
