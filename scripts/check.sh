@@ -12,7 +12,7 @@ step "mypy --strict src/"
 mypy --strict src/
 step "import layers (lint-imports)"
 lint-imports
-step "pytest and the docs build (4 workers; branch coverage of src/, which fails below 97%)"
+step "pytest and the docs build (4 workers; branch coverage of src/, which fails below fail_under in pyproject.toml)"
 # Four workers on two cores: many tests wait on subprocesses, signals and timeouts, so two
 # workers leave the cores idle half the time. The coverage settings are in pyproject.toml.
 # --dist loadgroup keeps each xdist_group (one Chromium, one mypy run) on one worker.
